@@ -1,0 +1,5 @@
+import sys
+
+from fishcam.cli import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""The species expert: a torchvision/timm classifier built from its spec and safe weights."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from fishcam.classify.preprocess import to_batch
+from fishcam.errors import ModelError
+from fishcam.models import hub
+from fishcam.models.checkpoint import load_state_dict, match_by_order
+from fishcam.models.devices import pick_device
+from fishcam.models.expert_spec import ExpertSpec
+
+log = logging.getLogger(__name__)
+
+
+class ExpertClassifier:
+    """Implements the SpeciesModel protocol for one expert spec."""
+
+    def __init__(self, spec: ExpertSpec, device: str = "auto", batch_size: int = 16) -> None:
+        self.spec = spec
+        self.labels = spec.labels
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self.path = hub.resolve(spec.weights, "expert")
+        checksum = hub.sha256_file(self.path)
+        if spec.sha256 and spec.sha256.lower() != checksum:
+            raise ModelError(
+                f"expert weights {self.path} have sha256 {checksum[:12]}…, the manifest says "
+                f"{spec.sha256[:12]}…: the file is damaged or not the one the manifest describes"
+            )
+        self.sha256 = checksum
+        model = build_architecture(spec)
+        state = load_state_dict(self.path)
+        load_into(model, state, spec)
+        self.model = model.eval().to(self.device)
+
+    @torch.inference_mode()
+    def predict(self, crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(crops_bgr), self.batch_size):
+            batch = torch.from_numpy(to_batch(crops_bgr[start : start + self.batch_size], self.spec.preprocess))
+            logits = self.model(batch.to(self.device))
+            outputs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        if not outputs:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return np.concatenate(outputs)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "architecture": self.spec.architecture,
+            "weights": self.spec.weights,
+            **hub.describe(self.path),
+            "labels": len(self.labels),
+            "device": self.device,
+        }
+
+
+def build_architecture(spec: ExpertSpec) -> torch.nn.Module:
+    """The network with random weights and a head sized to the spec's labels (no download)."""
+    library, _, name = spec.architecture.partition(":")
+    n = len(spec.labels)
+    if library == "torchvision":
+        import torchvision
+
+        builder = getattr(torchvision.models, name, None)
+        if builder is None:
+            raise ModelError(f"torchvision has no model {name!r}")
+        model = builder(weights=None)
+        if spec.head:
+            parent_path, _, leaf = spec.head.rpartition(".")
+            parent = model.get_submodule(parent_path) if parent_path else model
+            old = getattr(parent, leaf, None) if not leaf.isdigit() else parent[int(leaf)]
+            if not isinstance(old, torch.nn.Linear):
+                raise ModelError(f"{spec.architecture}: head {spec.head!r} is not a Linear layer")
+            new = torch.nn.Linear(old.in_features, n)
+            if leaf.isdigit():
+                parent[int(leaf)] = new
+            else:
+                setattr(parent, leaf, new)
+        return model
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=n)
+    except RuntimeError as exc:
+        raise ModelError(f"timm cannot build {name!r}: {exc}") from exc
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: ExpertSpec) -> None:
+    """Load a state dict, with messages that name the keys when it does not fit."""
+    target = model.state_dict()
+    if spec.key_match == "order":
+        state = match_by_order(state, target)
+    mismatched = [
+        f"{key} {tuple(tensor.shape)} vs {tuple(target[key].shape)}"
+        for key, tensor in state.items()
+        if key in target and tuple(tensor.shape) != tuple(target[key].shape)
+    ]
+    if mismatched:
+        head = spec.head or "the classifier head"
+        raise ModelError(
+            f"checkpoint {spec.weights} does not fit {spec.architecture} with {len(spec.labels)} labels: "
+            f"{'; '.join(mismatched[:3])} (a wrong head size means the checkpoint has a different "
+            f"number of classes than the labels; check {head} and the label list)"
+        )
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    if missing or unexpected:
+        raise ModelError(
+            f"checkpoint {spec.weights} is not a {spec.architecture} state dict: "
+            f"missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''}"
+        )
+    model.load_state_dict(state, strict=True)

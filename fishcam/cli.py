@@ -1,0 +1,128 @@
+"""Command line: ``fishcam run|classify|models``. Heavy imports happen after parsing so ``--help``
+is instant; ``main(argv)`` returns the exit code (see README, "Exit codes")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from fishcam import __version__
+from fishcam.errors import EXIT_INTERRUPTED, FishcamError
+
+log = logging.getLogger("fishcam")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fishcam", description="Which fish are in underwater video.")
+    parser.add_argument("--version", action="version", version=f"fishcam {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="YAML config (default: built-in defaults, see configs/)")
+    common.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set detector.confidence=0.4 (repeatable)")
+    common.add_argument("--species", type=Path, help="species list for the fallback (sets classify.fallback.species_list)")
+    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    common.add_argument("--log-json", action="store_true", help="log one JSON object per line (for services)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="process a video file or a folder of images")
+    run.add_argument("source", help="video file (mp4, mov, avi, mkv) or folder of images (name order)")
+    run.add_argument("--out", type=Path, help="output folder (default: runs/<source name>)")
+
+    classify = sub.add_parser("classify", parents=[common], help="name the fish in whole images")
+    classify.add_argument("images", nargs="+", type=Path)
+    classify.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    models = sub.add_parser("models", help="fetch or list the models a config uses")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("fetch", parents=[common], help="download the config's models into the standard caches")
+    models_sub.add_parser("list", parents=[common], help="show which models are present on this machine")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.quiet, args.log_json)
+    try:
+        from fishcam.config import load_config
+
+        overrides = list(args.overrides)
+        if args.species is not None:
+            overrides.append(f"classify.fallback.species_list={args.species}")
+        config = load_config(args.config, overrides)
+        if args.command == "run":
+            return _cmd_run(args, config)
+        if args.command == "classify":
+            return _cmd_classify(args, config)
+        return _cmd_models(args, config)
+    except FishcamError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _setup_logging(quiet: bool, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if as_json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("fishcam: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    for noisy in ("httpx", "huggingface_hub", "PIL", "matplotlib", "root"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": record.created, "level": record.levelname.lower(), "logger": record.name,
+                           "message": record.getMessage()})
+
+
+def _cmd_run(args: argparse.Namespace, config) -> int:
+    from fishcam.progress import RunProgress
+    from fishcam.run import build_components, run
+    from fishcam.sources import open_source
+
+    source = open_source(args.source, config.source)
+    out_dir = args.out or Path("runs") / Path(args.source).stem
+    components = build_components(config)
+    log.info("processing %s (%dx%d, %.2f fps) into %s", source.name, source.width, source.height, source.fps, out_dir)
+    with RunProgress(source.status.frames_expected, enabled=not args.quiet and not args.log_json) as progress:
+        code, summary = run(source, config, out_dir, components, progress.update)
+    _print_run_result(out_dir, summary, quiet=args.quiet)
+    return code
+
+
+def _print_run_result(out_dir: Path, summary: dict, quiet: bool) -> None:
+    log.info(
+        "%d frames in %.1f s (%.1f fps), %d tracks; outputs in %s",
+        summary["frames"], summary["processing_s"], summary["processing_fps"], summary["tracks"], out_dir,
+    )
+    if quiet:
+        return
+    from fishcam.sinks.run_writer import COUNTS_NAME
+
+    print((out_dir / COUNTS_NAME).read_text(encoding="utf-8"), end="")
+
+
+def _cmd_classify(args: argparse.Namespace, config) -> int:
+    from fishcam.classify_images import classify_images, render
+
+    rows = classify_images(args.images, config)
+    print(render(rows, args.format), end="")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace, config) -> int:
+    from fishcam.models.inventory import fetch_models, list_models
+
+    if args.models_command == "fetch":
+        return fetch_models(config)
+    return list_models(config)

@@ -1,0 +1,1 @@
+"""Detectors: Ultralytics YOLO (weights), background-subtraction motion (no weights), scripted (tests)."""

@@ -1,0 +1,108 @@
+"""Ultralytics YOLO detector, kept off the network. The only module that imports ultralytics."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fishcam.config import DetectorConfig
+from fishcam.errors import ConfigError, ModelError
+from fishcam.models import hub
+from fishcam.models.devices import pick_device
+from fishcam.types import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+
+def _offline_ultralytics() -> None:
+    """Stop ultralytics from reaching the network: no pip auto-install, no settings sync, no
+    font download (it wants Arial in its config dir; any TTF serves for drawing labels)."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        config_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fishcam" / "ultralytics"
+        fonts = config_dir / "Ultralytics"
+        fonts.mkdir(parents=True, exist_ok=True)
+        try:
+            import matplotlib
+
+            ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+            for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+                if ttf.is_file() and not (fonts / name).exists():
+                    shutil.copyfile(ttf, fonts / name)
+        except ImportError:  # pragma: no cover - matplotlib comes with ultralytics
+            pass
+        os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
+
+
+class YoloDetector:
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+        self.path = hub.resolve(config.weights, "detector")
+        if self.path.suffix not in {".pt", ".onnx"} and not self.path.is_dir():
+            raise ModelError(f"detector weights must be an Ultralytics .pt, .onnx or OpenVINO folder: {self.path}")
+        _offline_ultralytics()
+        from ultralytics import YOLO
+        from ultralytics.utils import SETTINGS
+
+        SETTINGS.update({"sync": False})
+        try:
+            self._model = YOLO(str(self.path), task="detect")
+        except Exception as exc:  # ultralytics raises many types for a bad file
+            raise ModelError(f"cannot load detector {self.path}: {exc}".split("\n")[0]) from exc
+        self.device = pick_device(config.device)
+        names = self._model.names or {}
+        self.class_names = {int(k): str(v) for k, v in (names.items() if isinstance(names, dict) else enumerate(names))}
+        self._class_ids = self._resolve_classes(config.classes)
+
+    def _resolve_classes(self, wanted: list[str | int] | None) -> list[int] | None:
+        if not wanted:
+            return None
+        by_name = {name.casefold(): cid for cid, name in self.class_names.items()}
+        ids = []
+        for item in wanted:
+            if isinstance(item, int) and item in self.class_names:
+                ids.append(item)
+            elif isinstance(item, str) and item.casefold() in by_name:
+                ids.append(by_name[item.casefold()])
+            else:
+                raise ConfigError(
+                    f"detector.classes: {item!r} is not a class of {self.path.name}; "
+                    f"its classes are {sorted(self.class_names.values())}"
+                )
+        return ids
+
+    def detect(self, frame: Frame) -> Detections:
+        result = self._model.predict(
+            frame.image_bgr,
+            conf=self.config.confidence,
+            iou=self.config.iou,
+            imgsz=self.config.image_size,
+            device=self.device,
+            classes=self._class_ids,
+            half=self.device.startswith("cuda"),
+            verbose=False,
+        )[0]
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return Detections.empty()
+        return Detections.build(
+            boxes.xyxy.cpu().numpy(),
+            boxes.conf.cpu().numpy(),
+            boxes.cls.cpu().numpy().astype(np.int64),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "yolo",
+            "weights": self.config.weights,
+            **hub.describe(self.path),
+            "classes": self._class_ids,
+            "image_size": self.config.image_size,
+            "device": self.device,
+        }

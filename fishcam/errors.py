@@ -1,0 +1,45 @@
+"""One exception tree. Each error knows the exit code the CLI returns for it."""
+
+from __future__ import annotations
+
+
+class FishcamError(Exception):
+    """Base of every error fishcam raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(FishcamError):
+    """A config file, a ``--set`` override or a command-line value is wrong."""
+
+    exit_code = 2
+
+
+class ModelError(FishcamError):
+    """A model is missing, unsafe, or does not match what its spec says."""
+
+    exit_code = 3
+
+
+class MissingModelError(ModelError):
+    """A model file is not on this machine; the message says how to get it."""
+
+
+class UnsafeCheckpointError(ModelError):
+    """A checkpoint holds pickled Python objects; fishcam loads tensors only."""
+
+
+class SourceError(FishcamError):
+    """An input cannot be opened or read."""
+
+    exit_code = 3
+
+
+class SpeciesListError(ConfigError):
+    """The fallback's species list is missing, empty or has duplicates."""
+
+
+# Exit codes that are not errors raised by library code.
+EXIT_OK = 0
+EXIT_PARTIAL_INPUT = 4  # finished, but the input was damaged: outputs cover what was readable
+EXIT_INTERRUPTED = 130

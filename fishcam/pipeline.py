@@ -1,0 +1,136 @@
+"""The frame loop: source → detector → tracker → ledger → species calls → sinks.
+
+Stateful stages (tracker, ledger) live here on one thread. The loop only decides policy; I/O
+happens in the sink, models live behind their protocols.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from fishcam.classify.caller import SpeciesCaller
+from fishcam.classify.crops import crop
+from fishcam.classify.ledger import LookPolicy, TrackLedger
+from fishcam.detect.base import Detector
+from fishcam.types import Detections, Frame, SpeciesCall, TrackSummary
+
+log = logging.getLogger(__name__)
+
+
+class Tracker(Protocol):
+    def update(self, detections: Detections, time_s: float) -> Detections: ...
+
+
+class PipelineSink(Protocol):
+    def on_frame(
+        self, frame: Frame, detections: Detections, detected: bool, calls: dict[int, SpeciesCall], ledger: TrackLedger
+    ) -> None: ...
+
+    def on_track_closed(self, track: TrackSummary) -> None: ...
+
+
+@dataclass
+class LoopStats:
+    frames: int = 0
+    detected_frames: int = 0
+    crops_classified: int = 0
+    elapsed_s: float = 0.0
+    open_tracks: int = 0
+    closed_tracks: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    stride: int = 1
+    lost_track_s: float = 1.0
+    crop_padding: float = 0.1
+    max_frames: int | None = None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        detector: Detector,
+        tracker: Tracker,
+        caller: SpeciesCaller | None,
+        policy: LookPolicy,
+        settings: LoopSettings,
+    ) -> None:
+        self.detector = detector
+        self.tracker = tracker
+        self.caller = caller
+        self.settings = settings
+        self.ledger = TrackLedger(policy, classifying=caller is not None)
+        self.stats = LoopStats()
+
+    def run(
+        self,
+        frames: Iterable[Frame],
+        fps: float,
+        sink: PipelineSink,
+        on_progress: Callable[[LoopStats], None] | None = None,
+    ) -> LoopStats:
+        """Process every frame; on any exit (end, error, Ctrl-C) close open tracks into the sink."""
+        s = self.settings
+        # A track is over once the tracker can no longer revive it.
+        max_gap_frames = int(np.ceil(s.lost_track_s * fps)) + s.stride
+        last = Detections.empty()
+        start = time.perf_counter()
+        try:
+            for frame in frames:
+                detected = frame.index % s.stride == 0
+                calls: dict[int, SpeciesCall] = {}
+                if detected:
+                    last = self.tracker.update(self.detector.detect(frame), frame.time_s)
+                    self.ledger.update(frame.index, frame.time_s, last)
+                    calls = self._classify(frame, last)
+                    self.stats.detected_frames += 1
+                sink.on_frame(frame, last, detected, calls, self.ledger)
+                for track in self.ledger.close_stale(frame.index, max_gap_frames):
+                    self._closed(track, sink)
+                self.stats.frames += 1
+                self.stats.elapsed_s = time.perf_counter() - start
+                self.stats.open_tracks = len(self.ledger)
+                if on_progress is not None:
+                    on_progress(self.stats)
+                if s.max_frames is not None and self.stats.frames >= s.max_frames:
+                    break
+        finally:
+            for track in self.ledger.close_all():
+                self._closed(track, sink)
+            self.stats.elapsed_s = time.perf_counter() - start
+            self.stats.open_tracks = 0
+        return self.stats
+
+    def _closed(self, track: TrackSummary, sink: PipelineSink) -> None:
+        self.stats.closed_tracks += 1
+        sink.on_track_closed(track)
+
+    def _classify(self, frame: Frame, detections: Detections) -> dict[int, SpeciesCall]:
+        if self.caller is None:
+            return {}
+        chosen = self.ledger.select(frame.index, detections, frame.width, frame.height)
+        if len(chosen) == 0:
+            return {}
+        boxes = detections.xyxy[chosen]
+        crops = crop(frame.image_bgr, boxes, self.settings.crop_padding)
+        keep = [i for i, c in enumerate(crops) if c.size > 0]
+        results = self.caller.call([crops[i] for i in keep])
+        calls = {}
+        for i, call in zip(keep, results, strict=True):
+            row = int(chosen[i])
+            track_id = int(detections.track_id[row])
+            self.ledger.observe(track_id, frame.index, call, float(detections.area[row]))
+            calls[track_id] = call
+        self.stats.crops_classified += len(keep)
+        return calls

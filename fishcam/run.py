@@ -1,0 +1,195 @@
+"""One run: build the models a config asks for, read a source, write every output.
+
+Models are checked before any frame is read, so an offline machine missing a model stops at
+once with a message naming every missing file.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fishcam import __version__
+from fishcam.classify.caller import SpeciesCaller
+from fishcam.classify.ledger import LookPolicy
+from fishcam.config import Config
+from fishcam.detect.base import Detector
+from fishcam.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL_INPUT, MissingModelError
+from fishcam.models import hub
+from fishcam.pipeline import LoopSettings, LoopStats, Pipeline
+from fishcam.render.overlay import Overlay
+from fishcam.sinks.files import write_atomic
+from fishcam.sinks.run_writer import CONFIG_NAME, RunWriter
+from fishcam.sources.base import Source
+from fishcam.track.bytetrack import ByteTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """The models of a run, built once (and reusable across runs in one process)."""
+
+    detector: Detector
+    caller: SpeciesCaller | None
+    described: dict[str, Any] = field(default_factory=dict)
+
+
+def check_models(config: Config) -> None:
+    """Raise one MissingModelError naming every model the config needs and this machine lacks."""
+    wanted = []
+    if config.detector.kind == "yolo":
+        wanted.append(("detector", config.detector.weights))
+    if config.classify.enabled:
+        wanted.append(("expert", config.classify.expert.weights))
+        if config.classify.fallback.species_list:
+            wanted.append(("fallback", config.classify.fallback.model))
+    missing = []
+    for role, ref in wanted:
+        if role == "expert" and ref.lower().endswith((".json", ".yaml", ".yml")):
+            from fishcam.models.expert_spec import read_manifest
+
+            ref = read_manifest(Path(ref)).weights
+        try:
+            hub.resolve(ref, role)
+        except MissingModelError as exc:
+            missing.append(str(exc))
+    if missing:
+        detail = " | ".join(missing)
+        raise MissingModelError(
+            f"{len(missing)} model(s) missing: {detail}. To run without species models, use "
+            f"--config configs/count-only.yaml (motion detector, no classifier)"
+        )
+
+
+def build_components(config: Config) -> Components:
+    check_models(config)
+    described: dict[str, Any] = {}
+    detector: Detector
+    if config.detector.kind == "motion":
+        from fishcam.detect.motion import MotionDetector
+
+        detector = MotionDetector(config.detector.motion)
+    else:
+        from fishcam.detect.yolo import YoloDetector
+
+        detector = YoloDetector(config.detector)
+    described["detector"] = detector.describe()
+    caller = None
+    if config.classify.enabled:
+        caller, models = build_caller(config)
+        described.update(models)
+    else:
+        log.info("species classification is off (classify.enabled=false): tracks are counted, not named")
+    return Components(detector, caller, described)
+
+
+def build_caller(config: Config) -> tuple[SpeciesCaller, dict[str, Any]]:
+    from fishcam.classify.expert import ExpertClassifier
+    from fishcam.models.expert_spec import expert_spec_for
+
+    cfg = config.classify
+    expert = ExpertClassifier(expert_spec_for(cfg.expert.weights), cfg.expert.device, cfg.expert.batch_size)
+    described: dict[str, Any] = {"expert": expert.describe()}
+    fallback = None
+    if cfg.fallback.species_list:
+        from fishcam.classify.fallback import ZeroShotFallback
+        from fishcam.classify.species_list import read_species_list
+
+        species = read_species_list(cfg.fallback.species_list)
+        fallback = ZeroShotFallback(
+            cfg.fallback.model, species, cfg.fallback.templates, cfg.fallback.device, cfg.fallback.batch_size
+        )
+        described["fallback"] = fallback.describe()
+    else:
+        log.info("no fallback: classify.fallback.species_list is not set, so unsure expert calls become 'unknown'")
+    return SpeciesCaller(expert, fallback, cfg.expert.threshold, cfg.fallback.threshold), described
+
+
+def run(
+    source: Source,
+    config: Config,
+    out_dir: Path,
+    components: Components,
+    on_progress: Callable[[LoopStats], None] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Process ``source`` into ``out_dir``; returns (exit code, summary)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / CONFIG_NAME, config.to_yaml())
+    policy = config.classify.policy
+    pipeline = Pipeline(
+        components.detector,
+        ByteTracker(config.tracker, frame_rate=source.fps / config.detector.stride),
+        components.caller,
+        LookPolicy(
+            min_box_px=policy.min_box_px,
+            min_gap_frames=policy.min_gap_frames,
+            max_crops_per_track=policy.max_crops_per_track,
+            settle_votes=policy.settle_votes,
+            better_view_ratio=policy.better_view_ratio,
+            edge_margin_px=policy.edge_margin_px,
+        ),
+        LoopSettings(
+            stride=config.detector.stride,
+            lost_track_s=config.tracker.lost_track_s,
+            crop_padding=policy.crop_padding,
+            max_frames=config.source.max_frames,
+        ),
+    )
+    writer = RunWriter(
+        out_dir,
+        width=source.width,
+        height=source.height,
+        fps=source.fps,
+        class_names=components.detector.class_names,
+        overlay=Overlay(config.render.thickness, config.render.text_scale) if config.render.video else None,
+        crf=config.render.crf,
+        preset=config.render.preset,
+        detections_log=config.output.detections_log,
+    )
+    exit_code, error = EXIT_OK, None
+    started = time.time()
+    try:
+        stats = pipeline.run(source, source.fps, writer, on_progress)
+    except KeyboardInterrupt:
+        exit_code, error, stats = EXIT_INTERRUPTED, "interrupted", pipeline.stats
+    except Exception as exc:
+        stats = pipeline.stats
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        status = source.status
+        if exit_code == EXIT_OK and status.ended_early:
+            exit_code = EXIT_PARTIAL_INPUT
+        summary = writer.finish(
+            {
+                "fishcam": __version__,
+                "python": platform.python_version(),
+                "source": source.name,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                "exit_code": exit_code if error is None or error == "interrupted" else 1,
+                "error": error,
+                "frames": stats.frames,
+                "detected_frames": stats.detected_frames,
+                "frames_expected": status.frames_expected,
+                "unreadable_frames": status.unreadable_frames,
+                "input_ended_early": status.ended_early,
+                "warnings": list(status.warnings),
+                "processing_s": round(stats.elapsed_s, 3),
+                "processing_fps": round(stats.fps, 2),
+                "video_fps": source.fps,
+                "crops_classified": stats.crops_classified,
+                "calls": dict(components.caller.counts) if components.caller else {},
+                "models": components.described,
+            }
+        )
+        source.close()
+    for warning in status.warnings:
+        log.warning(warning)
+    return exit_code, summary
+

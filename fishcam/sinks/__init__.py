@@ -1,0 +1,1 @@
+"""Everything a run writes: annotated video, track log, detections log, counts, summary."""

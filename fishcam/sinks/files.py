@@ -1,0 +1,100 @@
+"""CSV and JSON outputs. Whole-file outputs are written atomically (temp file + rename), so a
+reader never sees half a file; the detections log is a stream flushed as it goes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fishcam.types import Detections, Frame, SpeciesCall, SpeciesCount, TrackSummary
+
+TRACK_COLUMNS = (
+    "track_id", "species", "score", "origin", "votes", "observations", "detections",
+    "first_frame", "last_frame", "first_time_s", "last_time_s", "duration_s",
+)  # fmt: skip
+COUNT_COLUMNS = ("species", "unique_tracks", "max_n", "max_n_frame", "max_n_time_s", "first_seen_s", "last_seen_s")
+DETECTION_COLUMNS = (
+    "frame", "time_s", "track_id", "x1", "y1", "x2", "y2", "confidence", "class_id", "class_name",
+    "call_species", "call_score", "call_origin", "call_candidate",
+)  # fmt: skip
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_tracks(path: Path, tracks: Iterable[TrackSummary]) -> None:
+    rows = [
+        (
+            t.track_id, t.species, f"{t.score:.4f}", t.origin.value, t.votes, t.observations, t.detections,
+            t.first_frame, t.last_frame, f"{t.first_time_s:.3f}", f"{t.last_time_s:.3f}",
+            f"{t.last_time_s - t.first_time_s:.3f}",
+        )  # fmt: skip
+        for t in sorted(tracks, key=lambda t: t.track_id)
+    ]
+    write_atomic(path, _csv_text(TRACK_COLUMNS, rows))
+
+
+def write_counts(path: Path, counts: Iterable[SpeciesCount]) -> None:
+    rows = [
+        (c.species, c.unique, c.max_n, c.max_n_frame, f"{c.max_n_time_s:.3f}", f"{c.first_seen_s:.3f}", f"{c.last_seen_s:.3f}")
+        for c in counts
+    ]
+    write_atomic(path, _csv_text(COUNT_COLUMNS, rows))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+class DetectionsLog:
+    """One row per tracked detection per detected frame, with the crop's call when it had one."""
+
+    def __init__(self, path: Path, class_names: dict[int, str]) -> None:
+        self.path = path
+        self.class_names = class_names
+        self._handle = path.open("w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._handle, lineterminator="\n")
+        self._writer.writerow(DETECTION_COLUMNS)
+
+    def write(self, frame: Frame, detections: Detections, calls: dict[int, SpeciesCall]) -> None:
+        for i in range(len(detections)):
+            track_id = int(detections.track_id[i])
+            if track_id < 0:
+                continue
+            x1, y1, x2, y2 = (f"{v:.1f}" for v in detections.xyxy[i])
+            class_id = int(detections.class_id[i])
+            call = calls.get(track_id)
+            self._writer.writerow(
+                (
+                    frame.index, f"{frame.time_s:.3f}", track_id, x1, y1, x2, y2,
+                    f"{detections.confidence[i]:.3f}", class_id, self.class_names.get(class_id, str(class_id)),
+                    call.label if call else "", f"{call.score:.4f}" if call else "",
+                    call.origin.value if call else "", call.candidate if call else "",
+                )  # fmt: skip
+            )
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()

@@ -1,0 +1,53 @@
+"""The source protocol, its end-of-input status, and opening a source from a user's path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from fishcam.config import SourceConfig
+from fishcam.errors import SourceError
+from fishcam.types import Frame
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts"}
+
+
+@dataclass
+class SourceStatus:
+    """How reading went: filled in while frames are read, final when iteration ends."""
+
+    frames_read: int = 0
+    frames_expected: int | None = None
+    unreadable_frames: int = 0
+    ended_early: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+class Source(Protocol):
+    name: str
+    fps: float
+    width: int
+    height: int
+    status: SourceStatus
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+def open_source(spec: str, config: SourceConfig) -> Source:
+    """A file or folder path → the right source, or a one-line SourceError saying what is wrong."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SourceError(f"input not found: {path}")
+    if path.is_dir():
+        from fishcam.sources.images import ImageFolderSource
+
+        return ImageFolderSource(path, fps=config.image_fps)
+    if path.stat().st_size == 0:
+        raise SourceError(f"input {path} is an empty file (0 bytes): nothing to process")
+    from fishcam.sources.file import VideoFileSource
+
+    return VideoFileSource(path, max_read_failures=config.max_read_failures)

@@ -1,0 +1,1 @@
+"""Multi-object tracking through a maintained ByteTrack implementation (roboflow ``trackers``)."""
