@@ -34,15 +34,43 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            names = pickle_globals(path)
+            if names is None:
+                raise ModelError(f"{path} is not a readable PyTorch checkpoint (damaged or another format)") from exc
+            shown = ", ".join(names[:3]) or "objects torch does not allow"
             raise UnsafeCheckpointError(
-                f"{path} holds pickled Python objects, not just tensors ({first_line}); fishcam "
-                f"refuses to run code from a checkpoint. Re-save it with "
-                f"torch.save(model.state_dict(), path) or as safetensors"
+                f"{path} holds pickled Python objects, not just tensors ({shown}); fishcam refuses to "
+                f"run code from a checkpoint. Re-save it with torch.save(model.state_dict(), path) or as safetensors"
             ) from exc
         except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
             raise ModelError(f"{path} is not a readable PyTorch checkpoint: {exc}".split("\n")[0]) from exc
     return _flatten(tensors, path)
+
+
+def pickle_globals(path: Path) -> list[str] | None:
+    """The Python names a pickle would import, read without running it; None if not a pickle."""
+    import pickletools
+
+    data = path.read_bytes()
+    if zipfile.is_zipfile(path):  # torch.save's format: the pickle is archive/data.pkl
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            if not pickles:
+                return None
+            data = archive.read(pickles[0])
+    names, strings = [], []
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL":
+                names.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # pickletools raises ValueError and others on bytes that are not a pickle
+        return None
+    allowed = ("torch.", "collections.OrderedDict", "_codecs.encode", "numpy.")
+    return [n for n in dict.fromkeys(names) if not n.startswith(allowed)]
 
 
 def _flatten(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -79,4 +107,6 @@ def match_by_order(state: dict[str, torch.Tensor], target: Mapping[str, torch.Te
                 f"tensor {src} {tuple(tensor.shape)} does not fit {dst} {tuple(ref.shape)} when matching by order"
             )
         renamed[dst] = tensor
+    # Batch-norm step counters carry no weights; take the architecture's own.
+    renamed.update({k: v for k, v in target.items() if k.endswith("num_batches_tracked")})
     return renamed

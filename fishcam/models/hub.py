@@ -50,6 +50,11 @@ def parse_ref(ref: str) -> HubRef | None:
 
 
 def hf_cache_dir() -> Path:
+    """The standard Hugging Face cache, read from the environment at call time."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)
@@ -73,7 +78,7 @@ def resolve(ref: str, role: str) -> Path:
 
     found: list[Path] = []
     for filename in hub.filenames:
-        cached = try_to_load_from_cache(hub.repo_id, filename)
+        cached = try_to_load_from_cache(hub.repo_id, filename, cache_dir=hf_cache_dir())
         if not isinstance(cached, str):
             raise MissingModelError(
                 f"{role} model {hub.display} is not on this machine (looked in the Hugging Face "
@@ -92,7 +97,7 @@ def fetch(ref: str) -> Path:
         return resolve(ref, "local")
     from huggingface_hub import hf_hub_download
 
-    paths = [Path(hf_hub_download(hub.repo_id, name)) for name in hub.filenames]
+    paths = [Path(hf_hub_download(hub.repo_id, name, cache_dir=hf_cache_dir())) for name in hub.filenames]
     return paths[0] if len(paths) == 1 else paths[0].parent
 
 

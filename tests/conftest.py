@@ -1,0 +1,37 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+# Tests never reach the network: make every hub client fail at once instead of trying.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["YOLO_AUTOINSTALL"] = "false"
+
+import builders  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def convnext_checkpoint(model_dir) -> Path:
+    """The published expert's format: a model-card state dict of convnext_tiny with 40 outputs."""
+    return builders.save_model_card_checkpoint(model_dir / "balik_modeli_final.pth")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(model_dir) -> Path:
+    return builders.save_tiny_open_clip(model_dir / "tiny-bioclip")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path, monkeypatch):
+    """Each test gets its own fishcam cache and an empty Hugging Face cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
