@@ -164,7 +164,7 @@ def run(
         raise
     finally:
         status = source.status
-        if exit_code == EXIT_OK and status.ended_early:
+        if exit_code == EXIT_OK and status.damaged:
             exit_code = EXIT_PARTIAL_INPUT
         summary = writer.finish(
             {

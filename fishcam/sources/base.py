@@ -24,6 +24,11 @@ class SourceStatus:
     ended_early: bool = False
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def damaged(self) -> bool:
+        """Frames were lost to damage: skipped inside the file or cut off at its end."""
+        return self.ended_early or self.unreadable_frames > 0
+
 
 class Source(Protocol):
     name: str
