@@ -20,9 +20,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fishcam {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="YAML config (default: built-in defaults, see configs/)")
-    common.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set detector.confidence=0.4 (repeatable)")
-    common.add_argument("--species", type=Path, help="species list for the fallback (sets classify.fallback.species_list)")
+    common.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set detector.confidence=0.4 (repeatable)",
+    )
+    common.add_argument(
+        "--species", type=Path, help="species list for the fallback (sets classify.fallback.species_list)"
+    )
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     common.add_argument("--log-json", action="store_true", help="log one JSON object per line (for services)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,8 +89,14 @@ def _setup_logging(quiet: bool, as_json: bool) -> None:
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": record.created, "level": record.levelname.lower(), "logger": record.name,
-                           "message": record.getMessage()})
+        return json.dumps(
+            {
+                "time": record.created,
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
 
 
 def _cmd_run(args: argparse.Namespace, config) -> int:
@@ -103,7 +117,11 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
 def _print_run_result(out_dir: Path, summary: dict, quiet: bool) -> None:
     log.info(
         "%d frames in %.1f s (%.1f fps), %d tracks; outputs in %s",
-        summary["frames"], summary["processing_s"], summary["processing_fps"], summary["tracks"], out_dir,
+        summary["frames"],
+        summary["processing_s"],
+        summary["processing_fps"],
+        summary["tracks"],
+        out_dir,
     )
     if quiet:
         return

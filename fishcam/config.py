@@ -43,9 +43,7 @@ class MotionConfig(_Section):
 class DetectorConfig(_Section):
     kind: Literal["yolo", "motion"] = "yolo"
     weights: str = DETECTOR_DEFAULT
-    classes: list[str | int] | None = Field(
-        None, description="class names or ids to keep; null keeps every class"
-    )
+    classes: list[str | int] | None = Field(None, description="class names or ids to keep; null keeps every class")
     confidence: float = Field(0.25, ge=0, le=1)
     iou: float = Field(0.5, gt=0, le=1)
     image_size: int = Field(640, ge=32)

@@ -23,7 +23,9 @@ class RunProgress:
                 TextColumn("[bold]frames"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[fps]:>6.1f} fps  tracks {task.fields[open]} open / {task.fields[closed]} done"),
+                TextColumn(
+                    "{task.fields[fps]:>6.1f} fps  tracks {task.fields[open]} open / {task.fields[closed]} done"
+                ),
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=False,
@@ -39,6 +41,8 @@ class RunProgress:
             self._task, completed=stats.frames, fps=stats.fps, open=stats.open_tracks, closed=stats.closed_tracks
         )
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._progress is not None:
             self._progress.stop()

@@ -42,6 +42,10 @@ class Components:
 
 def check_models(config: Config) -> None:
     """Raise one MissingModelError naming every model the config needs and this machine lacks."""
+    if config.classify.enabled and config.classify.fallback.species_list:
+        from fishcam.classify.species_list import read_species_list
+
+        read_species_list(config.classify.fallback.species_list)  # a bad list is a config error, first
     wanted = []
     if config.detector.kind == "yolo":
         wanted.append(("detector", config.detector.weights))
@@ -192,4 +196,3 @@ def run(
     for warning in status.warnings:
         log.warning(warning)
     return exit_code, summary
-

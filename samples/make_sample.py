@@ -67,9 +67,7 @@ SCENARIO = [
 def _load_cutout(name: str) -> np.ndarray:
     """Premultiplied float32 BGRA (alpha in 0..1): resampling premultiplied colour
     keeps the cut-out's background colour from bleeding into the edges."""
-    bgra = (
-        cv2.imread(str(CUTOUTS / name), cv2.IMREAD_UNCHANGED).astype(np.float32) / 255.0
-    )
+    bgra = cv2.imread(str(CUTOUTS / name), cv2.IMREAD_UNCHANGED).astype(np.float32) / 255.0
     bgra[..., :3] *= bgra[..., 3:]
     return bgra[:, ::-1].copy() if name in FACES_LEFT else bgra  # now all face right
 
@@ -143,16 +141,12 @@ def render_clip(
             t = n - fish["start"]
             if t < 0 or t > fish.get("end", 10**9) - fish["start"]:
                 continue
-            patch, x0, y0 = _fish_patch(
-                fish, sprites[fish["cutout"]], t, params[fish["fish_id"]]
-            )
+            patch, x0, y0 = _fish_patch(fish, sprites[fish["cutout"]], t, params[fish["fish_id"]])
             ph, pw = patch.shape[:2]
             # Ground truth from this fish's own mask, before any occlusion (amodal).
             ys, xs = np.nonzero(patch[..., 3] > 0.5)
             if len(xs):
-                inside = (
-                    (xs + x0 >= 0) & (xs + x0 < ww) & (ys + y0 >= 0) & (ys + y0 < hh)
-                ).mean()
+                inside = ((xs + x0 >= 0) & (xs + x0 < ww) & (ys + y0 >= 0) & (ys + y0 < hh)).mean()
                 if inside >= min_visible:
                     box = (
                         max(0, x0 + int(xs.min())),
@@ -170,9 +164,7 @@ def render_clip(
             dst = out[ay0:ay1, ax0:ax1]
             dst[:] = p[..., :3] + dst * (1.0 - p[..., 3:])
         if flicker:
-            out *= 1.0 + flicker * math.sin(
-                2 * math.pi * n / flicker_period + flicker_phase
-            )
+            out *= 1.0 + flicker * math.sin(2 * math.pi * n / flicker_period + flicker_phase)
         if sensor_noise:
             out += rng.normal(0.0, sensor_noise / 255.0, out.shape).astype(np.float32)
         frame = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -191,17 +183,13 @@ def read_footage(first: int, count: int) -> Iterator[np.ndarray]:
                 yield frame.to_ndarray(format="bgr24")
 
 
-def write_clip(
-    name: str, frames: Iterator, scenario: list[dict], crf: int = 23
-) -> list[tuple]:
+def write_clip(name: str, frames: Iterator, scenario: list[dict], crf: int = 23) -> list[tuple]:
     """Encode frames to <name>.mp4 (H.264, yuv420p) and write <name>.gt.csv / <name>.json."""
     import av
 
     rows, n_frames = [], 0
     # Fixed thread count: x264 output depends on it, so this keeps the mp4 reproducible.
-    with av.open(
-        str(HERE / f"{name}.mp4"), "w", options={"movflags": "+faststart"}
-    ) as out:
+    with av.open(str(HERE / f"{name}.mp4"), "w", options={"movflags": "+faststart"}) as out:
         stream = out.add_stream(
             "libx264",
             rate=FPS,
@@ -217,9 +205,7 @@ def write_clip(
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["frame", "time_s", "fish_id", "species", "x1", "y1", "x2", "y2"])
         w.writerows(sorted(rows, key=lambda r: (r[0], r[2])))
-    (HERE / f"{name}.json").write_text(
-        json.dumps(summarize(name, rows, scenario, n_frames), indent=2) + "\n"
-    )
+    (HERE / f"{name}.json").write_text(json.dumps(summarize(name, rows, scenario, n_frames), indent=2) + "\n")
     return rows
 
 
@@ -241,9 +227,7 @@ def summarize(name: str, rows: list[tuple], scenario: list[dict], frames: int) -
         )
     counts = {}
     for sp in dict.fromkeys(f["species"] for f in fish):  # scenario order
-        per_frame = [
-            sum(1 for r in rows if r[0] == n and r[3] == sp) for n in range(frames)
-        ]
+        per_frame = [sum(1 for r in rows if r[0] == n and r[3] == sp) for n in range(frames)]
         max_n = max(per_frame)
         counts[sp] = {
             "unique": len({r[2] for r in rows if r[3] == sp}),
@@ -263,21 +247,15 @@ def summarize(name: str, rows: list[tuple], scenario: list[dict], frames: int) -
 
 def write_species_list() -> None:
     """species.txt: the 5 species in the clips plus 2 distractors the user might expect."""
-    lines = [
-        "# Species for the zero-shot classifier, one per line: Scientific name; common name"
-    ]
+    lines = ["# Species for the zero-shot classifier, one per line: Scientific name; common name"]
     lines += [f"{sci}; {common}" for sci, common in dict(CATALOG.values()).items()]
     (HERE / "species.txt").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
-    write_clip(
-        "dive_sample", render_clip(read_footage(0, N_FRAMES), SCENARIO, SEED), SCENARIO
-    )
+    write_clip("dive_sample", render_clip(read_footage(0, N_FRAMES), SCENARIO, SEED), SCENARIO)
     still = next(read_footage(CALM_FRAME, 1))
-    fixed = render_clip(
-        (still for _ in range(N_FRAMES)), SCENARIO, SEED, sensor_noise=2.0, flicker=0.03
-    )
+    fixed = render_clip((still for _ in range(N_FRAMES)), SCENARIO, SEED, sensor_noise=2.0, flicker=0.03)
     write_clip("fixed_sample", fixed, SCENARIO)
     write_species_list()
 

@@ -11,7 +11,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_AUTOINSTALL"] = "false"
 
-import builders  # noqa: E402
+import builders
 
 
 @pytest.fixture(scope="session")

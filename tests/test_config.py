@@ -30,11 +30,11 @@ def test_set_overrides_are_typed_and_validated():
     assert config.detector.stride == 3
     assert config.classify.fallback.species_list == "x.txt"
     assert config.detector.classes == ["fish"]
-    with pytest.raises(ConfigError, match="detector.stride"):
+    with pytest.raises(ConfigError, match=r"detector\.stride"):
         load_config(None, ["detector.stride=0"])
-    with pytest.raises(ConfigError, match="unknown key 'detector.strde'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'detector\.strde'"):
         load_config(None, ["detector.strde=2"])
-    with pytest.raises(ConfigError, match="key.path=value"):
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
         load_config(None, ["detector.stride"])
 
 

@@ -33,9 +33,7 @@ def scripted_run(tmp_path):
     fallback = ColourModel(["Pterois volitans", "Gadus morhua"], {GREEN: [0.8, 0.2], BLUE: [0.45, 0.55]})
     caller = SpeciesCaller(expert, fallback, expert_threshold=0.7, fallback_threshold=0.6)
     config = load_config(None, ["render.video=false"])
-    code, summary = run(
-        ArraySource(images, fps=10.0), config, tmp_path, Components(ScriptedDetector(script), caller)
-    )
+    code, summary = run(ArraySource(images, fps=10.0), config, tmp_path, Components(ScriptedDetector(script), caller))
     return code, summary, tmp_path, expert, fallback
 
 

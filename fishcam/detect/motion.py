@@ -16,10 +16,9 @@ from fishcam.types import Detections, Frame
 
 
 class MotionDetector:
-    class_names = {0: "moving object"}
-
     def __init__(self, config: MotionConfig) -> None:
         self.config = config
+        self.class_names = {0: "moving object"}
         self._subtractor = cv2.createBackgroundSubtractorMOG2(
             history=config.history, varThreshold=config.var_threshold, detectShadows=False
         )
@@ -42,9 +41,7 @@ class MotionDetector:
             mask = cv2.dilate(mask, self._kernel)
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         boxes = [
-            (x, y, x + w, y + h)
-            for x, y, w, h, area in stats[1:count].tolist()
-            if area >= self.config.min_area_px
+            (x, y, x + w, y + h) for x, y, w, h, area in stats[1:count].tolist() if area >= self.config.min_area_px
         ]
         # Blobs carry no score: every blob is a full-confidence candidate.
         return Detections.build(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))

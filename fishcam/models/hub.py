@@ -60,6 +60,13 @@ def hf_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+CONFIG_KEYS = {
+    "detector": "detector.weights",
+    "expert": "classify.expert.weights",
+    "fallback": "classify.fallback.model",
+}
+
+
 def resolve(ref: str, role: str) -> Path:
     """The local path of a model reference, or MissingModelError saying how to get it.
 
@@ -80,11 +87,12 @@ def resolve(ref: str, role: str) -> Path:
     for filename in hub.filenames:
         cached = try_to_load_from_cache(hub.repo_id, filename, cache_dir=hf_cache_dir())
         if not isinstance(cached, str):
+            what = " and ".join(hub.filenames) + (" into one folder" if len(hub.filenames) > 1 else "")
             raise MissingModelError(
                 f"{role} model {hub.display} is not on this machine (looked in the Hugging Face "
                 f"cache {hf_cache_dir()}). Run `fishcam models fetch` where the hub is reachable, "
-                f"or download {filename} from https://huggingface.co/{hub.repo_id} and set the "
-                f"config to its local path"
+                f"or download {what} from https://huggingface.co/{hub.repo_id} and set "
+                f"{CONFIG_KEYS.get(role, 'the config')} to its local path"
             )
         found.append(Path(cached))
     return found[0] if len(found) == 1 else found[0].parent

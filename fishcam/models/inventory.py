@@ -73,7 +73,8 @@ def fetch_models(config: Config) -> int:
     if failures:
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise ModelError(
-            f"could not fetch {len(failures)} model(s){offline}: " + " | ".join(failures)
+            f"could not fetch {len(failures)} model(s){offline}: "
+            + " | ".join(failures)
             + f". On a machine without the hub, copy the files into {hub.hf_cache_dir()} from a "
             "machine that has them, or point the config at local files (see README, Models)"
         )

@@ -44,10 +44,19 @@ def _csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def write_tracks(path: Path, tracks: Iterable[TrackSummary]) -> None:
     rows = [
         (
-            t.track_id, t.species, f"{t.score:.4f}", t.origin.value, t.votes, t.observations, t.detections,
-            t.first_frame, t.last_frame, f"{t.first_time_s:.3f}", f"{t.last_time_s:.3f}",
+            t.track_id,
+            t.species,
+            f"{t.score:.4f}",
+            t.origin.value,
+            t.votes,
+            t.observations,
+            t.detections,
+            t.first_frame,
+            t.last_frame,
+            f"{t.first_time_s:.3f}",
+            f"{t.last_time_s:.3f}",
             f"{t.last_time_s - t.first_time_s:.3f}",
-        )  # fmt: skip
+        )
         for t in sorted(tracks, key=lambda t: t.track_id)
     ]
     write_atomic(path, _csv_text(TRACK_COLUMNS, rows))
@@ -55,7 +64,15 @@ def write_tracks(path: Path, tracks: Iterable[TrackSummary]) -> None:
 
 def write_counts(path: Path, counts: Iterable[SpeciesCount]) -> None:
     rows = [
-        (c.species, c.unique, c.max_n, c.max_n_frame, f"{c.max_n_time_s:.3f}", f"{c.first_seen_s:.3f}", f"{c.last_seen_s:.3f}")
+        (
+            c.species,
+            c.unique,
+            c.max_n,
+            c.max_n_frame,
+            f"{c.max_n_time_s:.3f}",
+            f"{c.first_seen_s:.3f}",
+            f"{c.last_seen_s:.3f}",
+        )
         for c in counts
     ]
     write_atomic(path, _csv_text(COUNT_COLUMNS, rows))
@@ -85,11 +102,21 @@ class DetectionsLog:
             call = calls.get(track_id)
             self._writer.writerow(
                 (
-                    frame.index, f"{frame.time_s:.3f}", track_id, x1, y1, x2, y2,
-                    f"{detections.confidence[i]:.3f}", class_id, self.class_names.get(class_id, str(class_id)),
-                    call.label if call else "", f"{call.score:.4f}" if call else "",
-                    call.origin.value if call else "", call.candidate if call else "",
-                )  # fmt: skip
+                    frame.index,
+                    f"{frame.time_s:.3f}",
+                    track_id,
+                    x1,
+                    y1,
+                    x2,
+                    y2,
+                    f"{detections.confidence[i]:.3f}",
+                    class_id,
+                    self.class_names.get(class_id, str(class_id)),
+                    call.label if call else "",
+                    f"{call.score:.4f}" if call else "",
+                    call.origin.value if call else "",
+                    call.candidate if call else "",
+                )
             )
 
     def flush(self) -> None:

@@ -68,7 +68,7 @@ class RunWriter:
             **summary,
             "tracks": len(self.tracks),
             "species": {c.species: {"unique": c.unique, "max_n": c.max_n} for c in counts},
-            "outputs": sorted(p.name for p in self.out_dir.iterdir() if not p.name.startswith(".")) + [SUMMARY_NAME],
+            "outputs": [*sorted(p.name for p in self.out_dir.iterdir() if not p.name.startswith(".")), SUMMARY_NAME],
         }
         summary["outputs"] = sorted(set(summary["outputs"]))
         write_json(self.out_dir / SUMMARY_NAME, summary)

@@ -13,7 +13,9 @@ import numpy as np
 
 
 class H264Writer:
-    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int = 23, preset: str = "veryfast") -> None:
+    def __init__(
+        self, path: Path, width: int, height: int, fps: float, crf: int = 23, preset: str = "veryfast"
+    ) -> None:
         import av
 
         self.path = Path(path)

@@ -8,6 +8,7 @@ file stopped short of its stated length are reported, never hidden.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,9 +26,13 @@ class VideoFileSource:
         self.path = Path(path)
         self.name = self.path.name
         self.max_read_failures = max_read_failures
+        # Damage is reported once in the run summary, not as FFmpeg's line per broken packet.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
-            hint = "" if self.path.suffix.lower() in VIDEO_SUFFIXES else f" (a {self.path.suffix or 'suffix-less'} file)"
+            hint = (
+                "" if self.path.suffix.lower() in VIDEO_SUFFIXES else f" (a {self.path.suffix or 'suffix-less'} file)"
+            )
             raise SourceError(f"{self.path} is not a video OpenCV can open{hint}: it is damaged or not a video")
         ok, first = self._cap.read()
         if not ok or first is None:

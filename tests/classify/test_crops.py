@@ -12,4 +12,8 @@ def test_crop_takes_exact_pixels_and_edges_are_flagged():
     image = np.arange(12 * 10 * 3, dtype=np.uint8).reshape(12, 10, 3)
     (c,) = crop(image, np.array([[2, 3, 5, 7]]))
     assert np.array_equal(c, image[3:7, 2:5])
-    assert touches_edge(np.array([[0, 3, 5, 7], [2, 3, 5, 7], [2, 3, 10, 7]]), 10, 12, 0).tolist() == [True, False, True]
+    assert touches_edge(np.array([[0, 3, 5, 7], [2, 3, 5, 7], [2, 3, 10, 7]]), 10, 12, 0).tolist() == [
+        True,
+        False,
+        True,
+    ]

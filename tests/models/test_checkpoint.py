@@ -22,7 +22,7 @@ def test_model_card_checkpoint_loads_and_classifies_a_batch(convnext_checkpoint)
     assert expert.labels == PUBLISHED_LABELS and len(expert.labels) == 40
     assert expert.labels[15] == "Hourse Mackerel" and expert.labels[20] == "KnifeFish"
     crops = [cv2.imread(str(REAL_FISH / "kde_goldfish.png")), cv2.imread(str(REAL_FISH / "goby_lionfish.jpg"))]
-    probs = expert.predict(crops + [crops[0][:50, :80]])
+    probs = expert.predict([*crops, crops[0][:50, :80]])
     assert probs.shape == (3, 40)
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     # The weights in the file are the weights in the model.

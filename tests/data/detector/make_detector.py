@@ -44,9 +44,7 @@ def offline_ultralytics(tmp: Path):
     font = Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf"
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):  # else it downloads these
         shutil.copy(font, cfg / "Ultralytics" / name)
-    os.environ.update(
-        YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR=str(cfg)
-    )
+    os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false", YOLO_CONFIG_DIR=str(cfg))
     from ultralytics import YOLO
     from ultralytics.utils import SETTINGS
 
@@ -111,13 +109,10 @@ def make_dataset(root: Path, n_train: int, n_val: int) -> Path:
                 [cv2.IMWRITE_JPEG_QUALITY, q],
             )
             lines = [
-                f"0 {(x1 + x2) / 2 / W:.6f} {(y1 + y2) / 2 / H:.6f} "
-                f"{(x2 - x1) / W:.6f} {(y2 - y1) / H:.6f}"
+                f"0 {(x1 + x2) / 2 / W:.6f} {(y1 + y2) / 2 / H:.6f} {(x2 - x1) / W:.6f} {(y2 - y1) / H:.6f}"
                 for _, _, (x1, y1, x2, y2) in gt
             ]
-            (root / part / "labels" / f"{i:04d}.txt").write_text(
-                "\n".join(lines) + ("\n" if lines else "")
-            )
+            (root / part / "labels" / f"{i:04d}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
     yaml = root / "data.yaml"
     yaml.write_text(f"path: {root}\ntrain: train/images\nval: val/images\nnames:\n  0: fish\n")
     return yaml
