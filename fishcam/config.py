@@ -38,6 +38,8 @@ class MotionConfig(_Section):
     warmup_frames: int = Field(10, ge=0, description="frames that only train the background")
     blur_px: int = Field(5, ge=0)
     dilate_px: int = Field(9, ge=0)
+    merge_gap_px: int = Field(8, ge=0, description="small blobs this close to a big one are part of it")
+    fragment_ratio: float = Field(0.3, ge=0, le=1, description="a blob under this share of its neighbour is a fragment")
 
 
 class DetectorConfig(_Section):

@@ -64,6 +64,24 @@ SCENARIO = [
 # fmt: on
 
 
+# The fixed camera: the station sees an empty scene first (so a background model can learn it),
+# then fish swim through in their own lanes without touching, two lionfish one behind the other.
+FIXED_SCENARIO = [
+    {"fish_id": 1, "cutout": "lionfish.png", "width": 110, "start": 15, "x": -60, "y": 80,
+         "vx": 2.2, "vy": 0.0, "bob": 3, "period": 90, "z": 1},
+    {"fish_id": 2, "cutout": "coraltrout.png", "width": 135, "start": 40, "x": 720, "y": 178,
+         "vx": -3.0, "vy": 0.0, "bob": 2, "period": 100, "z": 2},
+    {"fish_id": 3, "cutout": "butterflyfish.png", "width": 90, "start": 20, "x": 700, "y": 258,
+         "vx": -2.6, "vy": 0.0, "bob": 3, "period": 60, "z": 3},
+    {"fish_id": 4, "cutout": "bluegroper.png", "width": 120, "start": 30, "x": -70, "y": 350,
+         "vx": 2.8, "vy": 0.0, "bob": 2, "period": 120, "z": 4},
+    {"fish_id": 5, "cutout": "moonwrasse.png", "width": 100, "start": 15, "x": 700, "y": 440,
+         "vx": -4.5, "vy": 0.0, "bob": 2, "period": 40, "z": 5},
+    {"fish_id": 6, "cutout": "lionfish.png", "width": 100, "start": 80, "x": -60, "y": 80,
+         "vx": 2.2, "vy": 0.0, "bob": 3, "period": 80, "z": 6},
+]  # fmt: skip
+
+
 def _load_cutout(name: str) -> np.ndarray:
     """Premultiplied float32 BGRA (alpha in 0..1): resampling premultiplied colour
     keeps the cut-out's background colour from bleeding into the edges."""
@@ -255,8 +273,8 @@ def write_species_list() -> None:
 def main() -> None:
     write_clip("dive_sample", render_clip(read_footage(0, N_FRAMES), SCENARIO, SEED), SCENARIO)
     still = next(read_footage(CALM_FRAME, 1))
-    fixed = render_clip((still for _ in range(N_FRAMES)), SCENARIO, SEED, sensor_noise=2.0, flicker=0.03)
-    write_clip("fixed_sample", fixed, SCENARIO)
+    fixed = render_clip((still for _ in range(N_FRAMES)), FIXED_SCENARIO, SEED, sensor_noise=2.0, flicker=0.03)
+    write_clip("fixed_sample", fixed, FIXED_SCENARIO)
     write_species_list()
 
 

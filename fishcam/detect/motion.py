@@ -40,11 +40,27 @@ class MotionDetector:
         if self._kernel is not None:
             mask = cv2.dilate(mask, self._kernel)
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        boxes = [
-            (x, y, x + w, y + h) for x, y, w, h, area in stats[1:count].tolist() if area >= self.config.min_area_px
-        ]
-        # Blobs carry no score: every blob is a full-confidence candidate.
+        blobs = [(x, y, x + w, y + h, area) for x, y, w, h, area in stats[1:count].tolist()]
+        merged = merge_fragments(blobs, self.config.merge_gap_px, self.config.fragment_ratio)
+        boxes = [b[:4] for b in merged if b[4] >= self.config.min_area_px]
         return Detections.build(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "motion", **self.config.model_dump()}
+
+
+def merge_fragments(blobs: list[tuple[int, int, int, int, int]], gap_px: int, ratio: float) -> list[tuple]:
+    """Fold small blobs into a much larger neighbour within ``gap_px``: a fin or tail that moves
+    apart from its body is one fish, while two fish of similar size side by side stay two."""
+    blobs = sorted(blobs, key=lambda b: -b[4])
+    merged: list[list[int]] = []
+    for x1, y1, x2, y2, area in blobs:
+        for big in merged:
+            near = x1 <= big[2] + gap_px and big[0] <= x2 + gap_px and y1 <= big[3] + gap_px and big[1] <= y2 + gap_px
+            if near and area < ratio * big[4]:
+                big[0], big[1], big[2], big[3] = min(big[0], x1), min(big[1], y1), max(big[2], x2), max(big[3], y2)
+                big[4] += area
+                break
+        else:
+            merged.append([x1, y1, x2, y2, area])
+    return [tuple(b) for b in merged]
