@@ -83,7 +83,7 @@ def _setup_logging(quiet: bool, as_json: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if quiet else logging.INFO)
-    for noisy in ("httpx", "huggingface_hub", "PIL", "matplotlib", "root"):
+    for noisy in ("httpx", "huggingface_hub", "PIL", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -110,6 +110,8 @@ class Pipeline:
                 self._closed(track, sink)
             self.stats.elapsed_s = time.perf_counter() - start
             self.stats.open_tracks = 0
+            if on_progress is not None:
+                on_progress(self.stats)
         return self.stats
 
     def _closed(self, track: TrackSummary, sink: PipelineSink) -> None:

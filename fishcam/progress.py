@@ -35,7 +35,7 @@ class RunProgress:
         return self
 
     def update(self, stats: LoopStats) -> None:
-        if self._progress is None or (stats.frames % 5 and stats.frames != self.total):
+        if self._progress is None or (stats.frames % 5 and stats.open_tracks):
             return
         self._progress.update(
             self._task, completed=stats.frames, fps=stats.fps, open=stats.open_tracks, closed=stats.closed_tracks

@@ -116,4 +116,4 @@ def test_models_list_shows_missing_and_present(tmp_path, capsys, convnext_checkp
 def test_models_fetch_offline_fails_clearly(capsys):
     assert main(["models", "fetch"]) == 3
     message = last_error(capsys)
-    assert "could not fetch 3 model(s)" in message and "HF_HUB_OFFLINE" in message
+    assert "could not fetch 3 model(s) (the model hub: HF_HUB_OFFLINE is set)" in message

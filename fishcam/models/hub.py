@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,22 @@ def fetch(ref: str) -> Path:
 
     paths = [Path(hf_hub_download(hub.repo_id, name, cache_dir=hf_cache_dir())) for name in hub.filenames]
     return paths[0] if len(paths) == 1 else paths[0].parent
+
+
+def hub_unreachable(timeout_s: float = 5.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or None when it can: a quick
+    check, so that an offline machine hears so at once instead of after minutes of retries."""
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return "HF_HUB_OFFLINE is set"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout_s).close()
+    except OSError as exc:
+        return f"{url.hostname} is not reachable ({exc.strerror or exc})"
+    return None
 
 
 def sha256_file(path: Path, _cache: dict[tuple[str, float, int], str] = {}) -> str:  # noqa: B006

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from fishcam.config import Config
@@ -52,6 +51,7 @@ def list_models(config: Config) -> int:
 def fetch_models(config: Config) -> int:
     """Download what is missing; what is already present is left alone."""
     failures = []
+    unreachable: str | None = None
     for role, ref in models_of(config):
         if hub.parse_ref(ref) is None:
             log.info("%s: %s is a local path, nothing to fetch", role, ref)
@@ -62,6 +62,10 @@ def fetch_models(config: Config) -> int:
             continue
         except MissingModelError:
             pass
+        unreachable = unreachable or hub.hub_unreachable()
+        if unreachable:
+            failures.append(f"{role} {ref}")
+            continue
         log.info("%s: fetching %s ...", role, ref)
         try:
             path = hub.fetch(ref)
@@ -71,9 +75,9 @@ def fetch_models(config: Config) -> int:
             continue
         log.info("%s: saved to %s", role, path)
     if failures:
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        why = f" (the model hub: {unreachable})" if unreachable else ""
         raise ModelError(
-            f"could not fetch {len(failures)} model(s){offline}: "
+            f"could not fetch {len(failures)} model(s){why}: "
             + " | ".join(failures)
             + f". On a machine without the hub, copy the files into {hub.hf_cache_dir()} from a "
             "machine that has them, or point the config at local files (see README, Models)"

@@ -1,0 +1,93 @@
+"""The Ultralytics detector path with a real (small, test-trained) YOLOv8n fish detector."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from builders import SAMPLES, TEST_DETECTOR
+
+from fishcam.config import load_config
+from fishcam.errors import ConfigError, MissingModelError
+from fishcam.sources import open_source
+from fishcam.types import Frame
+
+pytestmark = pytest.mark.model
+
+
+def sample_frames(indices):
+    wanted = set(indices)
+    return [f for f in open_source(str(SAMPLES / "dive_sample.mp4"), load_config().source) if f.index in wanted]
+
+
+def detector(weights=TEST_DETECTOR, *overrides):
+    from fishcam.detect.yolo import YoloDetector
+
+    return YoloDetector(load_config(None, [f"detector.weights={weights}", "detector.image_size=320", *overrides]).detector)
+
+
+def test_finds_the_fish_of_a_sample_frame_and_filters_classes():
+    (frame,) = sample_frames([150])
+    found = detector().detect(frame)
+    assert 3 <= len(found) <= 5 and found.confidence.min() >= 0.25
+    assert detector(TEST_DETECTOR, "detector.classes=[fish]").class_names == {0: "fish"}
+    with pytest.raises(ConfigError, match=r"'shark' is not a class of fish_yolov8n\.pt; its classes are \['fish'\]"):
+        detector(TEST_DETECTOR, "detector.classes=[shark]")
+    assert len(detector(TEST_DETECTOR, "detector.confidence=0.99").detect(frame)) < len(found)
+
+
+def test_missing_weights_name_the_config_key(tmp_path):
+    with pytest.raises(MissingModelError, match="detector weights not found"):
+        detector(tmp_path / "none.pt")
+
+
+def test_no_network_while_loading_and_detecting(tmp_path):
+    """Every socket refused: ultralytics must not try to download fonts, check versions or sync."""
+    script = f"""
+import socket
+def refuse(*args, **kwargs):
+    raise OSError("network refused by test")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+socket.getaddrinfo = refuse
+import numpy as np
+from fishcam.config import load_config
+from fishcam.detect.yolo import YoloDetector
+from fishcam.types import Frame
+det = YoloDetector(load_config(None, ["detector.weights={TEST_DETECTOR}", "detector.image_size=320"]).detector)
+det.detect(Frame(np.zeros((480, 640, 3), np.uint8), 0, 0.0))
+print("ok")
+"""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+@pytest.fixture(scope="module")
+def onnx_detector(tmp_path_factory):
+    import shutil
+
+    folder = tmp_path_factory.mktemp("onnx")
+    weights = folder / "fish_yolov8n.pt"
+    shutil.copyfile(TEST_DETECTOR, weights)
+    from fishcam.detect.yolo import _offline_ultralytics
+
+    _offline_ultralytics()
+    from ultralytics import YOLO
+
+    exported = YOLO(str(weights), task="detect").export(format="onnx", imgsz=320, simplify=False, verbose=False)
+    return exported
+
+
+def test_onnx_export_gives_the_same_boxes(onnx_detector):
+    pt, onnx = detector(), detector(onnx_detector)
+    for frame in sample_frames([20, 150]):
+        a, b = pt.detect(frame), onnx.detect(frame)
+        assert len(a) == len(b)
+        order_a, order_b = np.argsort(a.xyxy[:, 0]), np.argsort(b.xyxy[:, 0])
+        assert np.allclose(a.xyxy[order_a], b.xyxy[order_b], atol=2.0)
+
+
+def test_black_frame_has_no_fish():
+    assert len(detector().detect(Frame(np.zeros((480, 640, 3), np.uint8), 0, 0.0))) == 0
