@@ -23,12 +23,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class LiveConfig(_Section):
+    """Live cameras: RTSP, webcams, HTTP/MJPEG streams."""
+
+    transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(5.0, gt=0, description="give up opening a stream after this long")
+    read_timeout_s: float = Field(5.0, gt=0, description="watchdog: no frame for this long means the stream is dead")
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0, description="cap of the exponential backoff")
+    retries: int | None = Field(None, ge=0, description="reconnect attempts in a row before giving up; null: forever")
+    health_interval_s: float = Field(60.0, gt=0, description="how often health is logged")
+    flush_interval_s: float = Field(10.0, gt=0, description="how often track log and counts are rewritten")
+    rotate: Literal["none", "hourly", "daily"] = "none"
+
+
 class SourceConfig(_Section):
     image_fps: float = Field(1.0, gt=0, description="frame rate given to a folder of images")
     max_frames: int | None = Field(None, ge=1, description="stop after this many frames")
     max_read_failures: int = Field(
         50, ge=1, description="consecutive unreadable frames before a file is taken as ended"
     )
+    duration_s: float | None = Field(None, gt=0, description="stop after this much video (or live) time")
+    live: LiveConfig = LiveConfig()
 
 
 class MotionConfig(_Section):

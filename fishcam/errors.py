@@ -39,7 +39,12 @@ class SpeciesListError(ConfigError):
     """The fallback's species list is missing, empty or has duplicates."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: finish open tracks, flush, close the video, exit."""
+
+
 # Exit codes that are not errors raised by library code.
 EXIT_OK = 0
 EXIT_PARTIAL_INPUT = 4  # finished, but the input was damaged: outputs cover what was readable
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 class Tracker(Protocol):
     def update(self, detections: Detections, time_s: float) -> Detections: ...
+
+    def reset(self) -> None: ...
 
 
 class PipelineSink(Protocol):
@@ -43,10 +46,24 @@ class LoopStats:
     elapsed_s: float = 0.0
     open_tracks: int = 0
     closed_tracks: int = 0
+    segments: int = 0
+    last_frame_time_s: float = 0.0
+    # Live frames: seconds from capture to written output, the most recent ones.
+    latencies_s: deque = field(default_factory=lambda: deque(maxlen=20000))
 
     @property
     def fps(self) -> float:
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def latency_ms(self) -> dict[str, float] | None:
+        if not self.latencies_s:
+            return None
+        values = np.asarray(self.latencies_s) * 1000
+        return {
+            "p50": round(float(np.percentile(values, 50)), 1),
+            "p95": round(float(np.percentile(values, 95)), 1),
+            "max": round(float(values.max()), 1),
+        }
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,7 @@ class LoopSettings:
     lost_track_s: float = 1.0
     crop_padding: float = 0.1
     max_frames: int | None = None
+    max_duration_s: float | None = None
 
 
 class Pipeline:
@@ -85,9 +103,21 @@ class Pipeline:
         # A track is over once the tracker can no longer revive it.
         max_gap_frames = int(np.ceil(s.lost_track_s * fps)) + s.stride
         last = Detections.empty()
+        segment = None
         start = time.perf_counter()
         try:
             for frame in frames:
+                if s.max_duration_s is not None and frame.time_s >= s.max_duration_s:
+                    break
+                if frame.segment != segment:
+                    if segment is not None:
+                        # The stream dropped and came back: no track spans an outage.
+                        for track in self.ledger.close_all():
+                            self._closed(track, sink)
+                        self.tracker.reset()
+                        last = Detections.empty()
+                    segment = frame.segment
+                    self.stats.segments += 1
                 detected = frame.index % s.stride == 0
                 calls: dict[int, SpeciesCall] = {}
                 if detected:
@@ -96,6 +126,9 @@ class Pipeline:
                     calls = self._classify(frame, last)
                     self.stats.detected_frames += 1
                 sink.on_frame(frame, last, detected, calls, self.ledger)
+                if frame.captured_unix is not None:
+                    self.stats.latencies_s.append(time.time() - frame.captured_unix)
+                self.stats.last_frame_time_s = frame.time_s
                 for track in self.ledger.close_stale(frame.index, max_gap_frames):
                     self._closed(track, sink)
                 self.stats.frames += 1

@@ -19,12 +19,21 @@ from fishcam.classify.caller import SpeciesCaller
 from fishcam.classify.ledger import LookPolicy
 from fishcam.config import Config
 from fishcam.detect.base import Detector
-from fishcam.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL_INPUT, MissingModelError
+from fishcam.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL_INPUT,
+    EXIT_TERMINATED,
+    MissingModelError,
+    SourceError,
+    Terminated,
+)
+from fishcam.health import HealthLog
 from fishcam.models import hub
 from fishcam.pipeline import LoopSettings, LoopStats, Pipeline
 from fishcam.render.overlay import Overlay
 from fishcam.sinks.files import write_atomic
-from fishcam.sinks.run_writer import CONFIG_NAME, RunWriter
+from fishcam.sinks.run_writer import CONFIG_NAME, RotatingWriter, RunWriter
 from fishcam.sources.base import Source
 from fishcam.track.bytetrack import ByteTracker
 
@@ -130,36 +139,40 @@ def run(
         components.detector,
         ByteTracker(config.tracker, frame_rate=source.fps / config.detector.stride),
         components.caller,
-        LookPolicy(
-            min_box_px=policy.min_box_px,
-            min_gap_frames=policy.min_gap_frames,
-            max_crops_per_track=policy.max_crops_per_track,
-            settle_votes=policy.settle_votes,
-            better_view_ratio=policy.better_view_ratio,
-            edge_margin_px=policy.edge_margin_px,
-        ),
+        LookPolicy(**policy.model_dump(exclude={"crop_padding"})),
         LoopSettings(
             stride=config.detector.stride,
             lost_track_s=config.tracker.lost_track_s,
             crop_padding=policy.crop_padding,
             max_frames=config.source.max_frames,
+            max_duration_s=config.source.duration_s,
         ),
     )
-    writer = RunWriter(
-        out_dir,
-        width=source.width,
-        height=source.height,
-        fps=source.fps,
-        class_names=components.detector.class_names,
-        overlay=Overlay(config.render.thickness, config.render.text_scale) if config.render.video else None,
-        crf=config.render.crf,
-        preset=config.render.preset,
-        detections_log=config.output.detections_log,
-    )
+    overlay = Overlay(config.render.thickness, config.render.text_scale) if config.render.video else None
+
+    def make_writer(folder: Path) -> RunWriter:
+        return RunWriter(
+            folder,
+            width=source.width,
+            height=source.height,
+            fps=source.fps,
+            class_names=components.detector.class_names,
+            overlay=overlay,
+            crf=config.render.crf,
+            preset=config.render.preset,
+            detections_log=config.output.detections_log,
+            flush_interval_s=config.source.live.flush_interval_s,
+        )
+
+    rotate = config.source.live.rotate
+    writer = RotatingWriter(out_dir, rotate, make_writer) if rotate != "none" else make_writer(out_dir)
+    health = HealthLog(source, config.source.live.health_interval_s, on_progress)
     exit_code, error = EXIT_OK, None
     started = time.time()
     try:
-        stats = pipeline.run(source, source.fps, writer, on_progress)
+        stats = pipeline.run(source, source.fps, writer, health.update)
+    except Terminated:
+        exit_code, error, stats = EXIT_TERMINATED, "terminated (SIGTERM)", pipeline.stats
     except KeyboardInterrupt:
         exit_code, error, stats = EXIT_INTERRUPTED, "interrupted", pipeline.stats
     except Exception as exc:
@@ -167,8 +180,11 @@ def run(
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        source.close()
         status = source.status
-        if exit_code == EXIT_OK and status.damaged:
+        if exit_code == EXIT_OK and status.gave_up:
+            exit_code = SourceError.exit_code
+        elif exit_code == EXIT_OK and status.damaged:
             exit_code = EXIT_PARTIAL_INPUT
         summary = writer.finish(
             {
@@ -176,7 +192,7 @@ def run(
                 "python": platform.python_version(),
                 "source": source.name,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "exit_code": exit_code if error is None or error == "interrupted" else 1,
+                "exit_code": exit_code if error is None or exit_code != EXIT_OK else 1,
                 "error": error,
                 "frames": stats.frames,
                 "detected_frames": stats.detected_frames,
@@ -189,10 +205,10 @@ def run(
                 "video_fps": source.fps,
                 "crops_classified": stats.crops_classified,
                 "calls": dict(components.caller.counts) if components.caller else {},
+                "live": health.summary(stats),
                 "models": components.described,
             }
         )
-        source.close()
     for warning in status.warnings:
         log.warning(warning)
     return exit_code, summary

@@ -22,6 +22,8 @@ class Frame:
     index: int
     time_s: float
     source: str = ""
+    segment: int = 0  # live streams: which connection; a new segment follows an outage
+    captured_unix: float | None = None  # live streams: wall-clock capture time
 
     @property
     def height(self) -> int:

@@ -45,3 +45,16 @@ def test_bad_files_are_config_errors(tmp_path):
     bad.write_text("detector: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_default_yaml_lists_every_key():
+    def keys(tree, prefix=""):
+        found = set()
+        for key, value in tree.items():
+            found.add(prefix + key)
+            if isinstance(value, dict):
+                found |= keys(value, f"{prefix}{key}.")
+        return found
+
+    written = yaml.safe_load((CONFIGS / "default.yaml").read_text())
+    assert keys(Config().to_dict()) == keys(written)

@@ -96,19 +96,6 @@ class TrackLedger:
         track.last_look_frame = frame_index
         track.best_area_looked = max(track.best_area_looked, float(area))
 
-    def mark_looked(self, track_id: int, frame_index: int, area: float) -> None:
-        """Count a look whose answer arrives later (asynchronous models)."""
-        track = self._tracks.get(track_id)
-        if track is not None:
-            track.looks += 1
-            track.last_look_frame = frame_index
-            track.best_area_looked = max(track.best_area_looked, float(area))
-
-    def add_call(self, track_id: int, call: SpeciesCall) -> None:
-        track = self._tracks.get(track_id)
-        if track is not None:
-            track.calls.append(call)
-
     def label(self, track_id: int) -> tuple[str, float, str] | None:
         """The current vote of an open track for display, or None before any call."""
         track = self._tracks.get(track_id)

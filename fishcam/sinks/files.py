@@ -120,7 +120,8 @@ class DetectionsLog:
             )
 
     def flush(self) -> None:
-        self._handle.flush()
+        if not self._handle.closed:
+            self._handle.flush()
 
     def close(self) -> None:
         if not self._handle.closed:

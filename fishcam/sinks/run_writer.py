@@ -1,8 +1,16 @@
-"""The sink of one run: annotated video, detections log, tracks, species counts, summary."""
+"""The sink of one run: annotated video, detections log, tracks, species counts, summary.
+
+Long runs lose nothing: tracks and counts are rewritten (atomically: a ``kill -9`` leaves the
+last complete version) whenever a track closes and at least every ``flush_interval_s``; the
+detections log is flushed as whole lines at the same interval; the video is fragmented MP4.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,7 @@ class RunWriter:
         crf: int = 23,
         preset: str = "veryfast",
         detections_log: bool = True,
+        flush_interval_s: float = 10.0,
     ) -> None:
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -43,6 +52,10 @@ class RunWriter:
         self.overlay = overlay
         self.video = H264Writer(out_dir / VIDEO_NAME, width, height, fps, crf, preset) if overlay else None
         self.log = DetectionsLog(out_dir / DETECTIONS_NAME, class_names) if detections_log else None
+        self.flush_interval_s = flush_interval_s
+        self._last_flush = time.monotonic()
+        self._dirty = True
+        self.flush()
 
     def on_frame(
         self, frame: Frame, detections: Detections, detected: bool, calls: dict[int, SpeciesCall], ledger: TrackLedger
@@ -51,9 +64,23 @@ class RunWriter:
             self.log.write(frame, detections, calls)
         if self.video is not None and self.overlay is not None:
             self.video.write(self.overlay.draw(frame.image_bgr, detections, ledger.label))
+        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
 
     def on_track_closed(self, track: TrackSummary) -> None:
         self.tracks.append(track)
+        self._dirty = True
+        self.flush()
+
+    def flush(self) -> None:
+        """Make what is on disk complete up to now."""
+        if self.log is not None:
+            self.log.flush()
+        if self._dirty:
+            write_tracks(self.out_dir / TRACKS_NAME, self.tracks)
+            write_counts(self.out_dir / COUNTS_NAME, species_counts(self.tracks))
+            self._dirty = False
+        self._last_flush = time.monotonic()
 
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
         """Close the video and log, write tracks, counts and summary. Safe to call once after any exit."""
@@ -62,14 +89,58 @@ class RunWriter:
         if self.log is not None:
             self.log.close()
         counts = species_counts(self.tracks)
-        write_tracks(self.out_dir / TRACKS_NAME, self.tracks)
-        write_counts(self.out_dir / COUNTS_NAME, counts)
+        self._dirty = True
+        self.flush()
+        outputs = {p.name for p in self.out_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
         summary = {
             **summary,
             "tracks": len(self.tracks),
             "species": {c.species: {"unique": c.unique, "max_n": c.max_n} for c in counts},
-            "outputs": [*sorted(p.name for p in self.out_dir.iterdir() if not p.name.startswith(".")), SUMMARY_NAME],
+            "outputs": sorted(outputs | {SUMMARY_NAME}),
         }
-        summary["outputs"] = sorted(set(summary["outputs"]))
         write_json(self.out_dir / SUMMARY_NAME, summary)
         return summary
+
+
+PERIOD_FORMATS = {"hourly": "%Y%m%d-%H", "daily": "%Y%m%d"}
+
+
+class RotatingWriter:
+    """One RunWriter per hour or day of wall-clock time, each in its own folder under ``out_dir``,
+    for multi-day live runs. A track belongs to the period in which it closes."""
+
+    def __init__(self, out_dir: Path, rotate: str, make: Callable[[Path], RunWriter]) -> None:
+        self.out_dir = out_dir
+        self.format = PERIOD_FORMATS[rotate]
+        self.make = make
+        self.period = ""
+        self.current: RunWriter | None = None
+        self.finished: list[str] = []
+        self.tracks_before = 0  # tracks written by finished periods
+
+    def _writer_for(self, unix: float) -> RunWriter:
+        period = datetime.fromtimestamp(unix).strftime(self.format)
+        if period != self.period or self.current is None:
+            if self.current is not None:
+                self.current.finish({"period": self.period, "rotated": True})
+                self.tracks_before += len(self.current.tracks)
+                self.finished.append(self.period)
+            self.period = period
+            self.current = self.make(self.out_dir / period)
+            log.info("writing outputs of period %s into %s", period, self.out_dir / period)
+        return self.current
+
+    def on_frame(self, frame, detections, detected, calls, ledger) -> None:
+        writer = self._writer_for(frame.captured_unix or time.time())
+        writer.on_frame(frame, detections, detected, calls, ledger)
+
+    def on_track_closed(self, track: TrackSummary) -> None:
+        self._writer_for(time.time()).on_track_closed(track)
+
+    def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
+        writer = self._writer_for(time.time())
+        result = writer.finish({**summary, "period": self.period})
+        periods = [*self.finished, self.period]
+        overall = {**summary, "periods": periods, "tracks": self.tracks_before + result["tracks"]}
+        write_json(self.out_dir / SUMMARY_NAME, overall)
+        return overall

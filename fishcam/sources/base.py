@@ -22,6 +22,7 @@ class SourceStatus:
     frames_expected: int | None = None
     unreadable_frames: int = 0
     ended_early: bool = False
+    gave_up: bool = False  # a live source stopped retrying
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -43,7 +44,13 @@ class Source(Protocol):
 
 
 def open_source(spec: str, config: SourceConfig) -> Source:
-    """A file or folder path → the right source, or a one-line SourceError saying what is wrong."""
+    """A camera URL or index, a file or a folder → the right source, or a one-line SourceError."""
+    from fishcam.sources.live import is_live
+
+    if is_live(spec):
+        from fishcam.sources.live import LiveSource
+
+        return LiveSource(spec, config.live)
     path = Path(spec).expanduser()
     if not path.exists():
         raise SourceError(f"input not found: {path}")

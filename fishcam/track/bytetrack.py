@@ -43,3 +43,7 @@ class ByteTracker:
         if len(tracked) and tracked.tracker_id is not None:
             track_id[np.asarray(tracked.data["row"], dtype=np.int64)] = tracked.tracker_id
         return detections.with_track_ids(track_id)
+
+    def reset(self) -> None:
+        """Forget every track (a live stream came back after an outage)."""
+        self._tracker.reset()

@@ -23,7 +23,9 @@ def sample_frames(indices):
 def detector(weights=TEST_DETECTOR, *overrides):
     from fishcam.detect.yolo import YoloDetector
 
-    return YoloDetector(load_config(None, [f"detector.weights={weights}", "detector.image_size=320", *overrides]).detector)
+    return YoloDetector(
+        load_config(None, [f"detector.weights={weights}", "detector.image_size=320", *overrides]).detector
+    )
 
 
 def test_finds_the_fish_of_a_sample_frame_and_filters_classes():

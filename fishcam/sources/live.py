@@ -1,0 +1,220 @@
+"""Live cameras (RTSP, webcams, HTTP/MJPEG): newest frame only, reconnect forever, never hang.
+
+OpenCV queues every decoded frame of a stream, so a consumer slower than the camera falls
+further behind live. Here a reader thread decodes continuously and keeps only the newest frame;
+frames the pipeline could not take are dropped and counted. Open and read timeouts are always
+set (a stalled server otherwise blocks ``read()`` for 30 s); a failed read or a silent stream
+closes the capture, and it is reopened with capped exponential backoff.
+
+Each (re)connection is a new ``segment`` on the frames, so the pipeline can close the tracks
+that an outage cut.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import cv2
+import numpy as np
+
+from fishcam.config import LiveConfig
+from fishcam.errors import ConfigError, SourceError
+from fishcam.sources.base import SourceStatus
+from fishcam.types import Frame
+
+log = logging.getLogger(__name__)
+
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def is_live(spec: str) -> bool:
+    return spec.lower().startswith(LIVE_SCHEMES) or spec.isdigit()
+
+
+def expand_secrets(url: str) -> str:
+    """``rtsp://cam:${CAM_PASSWORD}@host/…``: credentials come from the environment."""
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"camera URL uses ${{{name}}} but the environment variable {name} is not set")
+        return os.environ[name]
+
+    return _ENV.sub(value, url)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for logs, outputs and errors."""
+    if url.isdigit():
+        return f"webcam {url}"
+    parts = urlsplit(url)
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+@dataclass
+class LiveHealth:
+    """Counters the reader thread and the consumer keep; read them at any time."""
+
+    frames_in: int = 0  # decoded from the camera
+    frames_out: int = 0  # handed to the pipeline
+    dropped: int = 0  # replaced by a newer frame before the pipeline took them
+    reconnects: int = 0
+    outages: int = 0
+    last_frame_unix: float | None = None
+    connected: bool = False
+    last_error: str = ""
+
+
+class LiveSource:
+    """A camera as a Source. Iteration blocks until the next new frame and ends on ``stop()``
+    or when ``retries`` reconnects in a row have failed."""
+
+    def __init__(self, spec: str, config: LiveConfig) -> None:
+        self.config = config
+        self._url = expand_secrets(spec)
+        self.name = mask_url(spec)
+        self.health = LiveHealth()
+        self.status = SourceStatus()
+        self._cond = threading.Condition()
+        self._latest: tuple[np.ndarray, int, float, int] | None = None  # image, sequence, unix time, segment
+        self._stop = threading.Event()
+        self._failed: str | None = None
+        self._segment = 0
+        self._sequence = 0
+        cap = self._connect_with_retries()
+        if cap is None:
+            raise SourceError(f"cannot open live source {self.name}: {self.health.last_error}")
+        ok, first = cap.read()
+        if not ok:
+            cap.release()
+            raise SourceError(f"live source {self.name} opened but sent no frame within {config.read_timeout_s:g} s")
+        self.height, self.width = first.shape[:2]
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 240 else 25.0
+        self._publish(first)
+        self._thread = threading.Thread(target=self._read_loop, args=(cap,), name="fishcam-live-reader", daemon=True)
+        self._thread.start()
+
+    # ---- reader thread ----------------------------------------------------------------
+
+    def _open(self) -> cv2.VideoCapture | None:
+        if self._url.isdigit():
+            cap = cv2.VideoCapture(int(self._url))
+        else:
+            # FFmpeg reads its options from the environment when a capture opens.
+            options = [f"rtsp_transport;{self.config.transport}", "analyzeduration;100000"]
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "|".join(options)
+            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+            params = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.config.open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.config.read_timeout_s * 1000),
+            ]  # fmt: skip
+            cap = cv2.VideoCapture(self._url, cv2.CAP_FFMPEG, params)
+        if cap.isOpened():
+            return cap
+        cap.release()
+        return None
+
+    def _connect_with_retries(self) -> cv2.VideoCapture | None:
+        delay = self.config.reconnect_initial_s
+        attempt = 0
+        while not self._stop.is_set():
+            cap = self._open()
+            if cap is not None:
+                self.health.connected = True
+                return cap
+            self.health.last_error = (
+                f"no stream at {self.name} within {self.config.open_timeout_s:g} s "
+                "(unreachable host, wrong path, refused credentials, or camera off)"
+            )
+            if self.config.retries is not None and attempt >= self.config.retries:
+                return None
+            attempt += 1
+            log.warning("%s; retry %d in %.1f s", self.health.last_error, attempt, delay)
+            if self._stop.wait(delay):
+                return None
+            delay = min(delay * 2, self.config.reconnect_max_s)
+        return None
+
+    def _read_loop(self, cap: cv2.VideoCapture | None) -> None:
+        try:
+            while not self._stop.is_set():
+                if cap is None:
+                    self._segment += 1
+                    cap = self._connect_with_retries()
+                    if cap is None:
+                        if not self._stop.is_set():
+                            self._failed = self.health.last_error
+                        break
+                    self.health.reconnects += 1
+                    log.info("reconnected to %s (reconnect %d)", self.name, self.health.reconnects)
+                ok, image = cap.read()
+                if ok:
+                    self._publish(image)
+                    continue
+                # A failed read or the read timeout (the watchdog): this capture never recovers.
+                cap.release()
+                cap = None
+                self.health.connected = False
+                self.health.outages += 1
+                self.health.last_error = f"stream {self.name} stopped sending frames"
+                log.warning("%s; reconnecting", self.health.last_error)
+        finally:
+            if cap is not None:
+                cap.release()
+            with self._cond:
+                self._cond.notify_all()
+
+    def _publish(self, image: np.ndarray) -> None:
+        now = time.time()
+        with self._cond:
+            if self._latest is not None:
+                self.health.dropped += 1
+            self._latest = (image, self._sequence, now, self._segment)
+            self._sequence += 1
+            self.health.frames_in += 1
+            self.health.last_frame_unix = now
+            self._cond.notify_all()
+
+    # ---- consumer -----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Frame]:
+        start = time.time()
+        while not self._stop.is_set():
+            with self._cond:
+                self._cond.wait_for(lambda: self._latest is not None or self._stop.is_set() or self._failed, 0.5)
+                latest, self._latest = self._latest, None
+            if latest is None:
+                if self._failed:
+                    self.status.warnings.append(f"gave up on {self.name}: {self._failed}")
+                    self.status.gave_up = True
+                    break
+                continue
+            image, sequence, captured, segment = latest
+            self.health.frames_out += 1
+            self.status.frames_read += 1
+            yield Frame(image, sequence, captured - start, self.name, segment=segment, captured_unix=captured)
+        self.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        self.stop()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=self.config.read_timeout_s + self.config.open_timeout_s + 1)
