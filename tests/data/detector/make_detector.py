@@ -37,6 +37,7 @@ ms.CATALOG.setdefault("stripedfish.png", ("unknown", "striped fish"))
 
 def offline_ultralytics(tmp: Path):
     """Import ultralytics so that it never touches the network or ~/.config."""
+    os.environ["MPLCONFIGDIR"] = str(tmp / "mpl")  # matplotlib's font cache too
     import matplotlib
 
     cfg = tmp / "yolo_config"
