@@ -19,7 +19,7 @@ from fishcam.classify.caller import SpeciesCaller
 from fishcam.classify.crops import crop
 from fishcam.classify.ledger import LookPolicy, TrackLedger
 from fishcam.detect.base import Detector
-from fishcam.types import Detections, Frame, SpeciesCall, TrackSummary
+from fishcam.types import CallRecord, Detections, Frame, TrackSummary
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ class Tracker(Protocol):
 
 
 class PipelineSink(Protocol):
-    def on_frame(
-        self, frame: Frame, detections: Detections, detected: bool, calls: dict[int, SpeciesCall], ledger: TrackLedger
-    ) -> None: ...
+    def on_frame(self, frame: Frame, detections: Detections, detected: bool, ledger: TrackLedger) -> None: ...
+
+    def on_calls(self, calls: list[CallRecord]) -> None: ...
 
     def on_track_closed(self, track: TrackSummary) -> None: ...
 
@@ -73,6 +73,7 @@ class LoopSettings:
     crop_padding: float = 0.1
     max_frames: int | None = None
     max_duration_s: float | None = None
+    pending_grace_s: float = 30.0  # how long a finished track may wait for a slow fallback answer
 
 
 class Pipeline:
@@ -102,6 +103,8 @@ class Pipeline:
         s = self.settings
         # A track is over once the tracker can no longer revive it.
         max_gap_frames = int(np.ceil(s.lost_track_s * fps)) + s.stride
+        # A track waiting for a slow fallback answer stays open this much longer.
+        grace_frames = int(s.pending_grace_s * fps)
         last = Detections.empty()
         segment = None
         start = time.perf_counter()
@@ -112,25 +115,26 @@ class Pipeline:
                 if frame.segment != segment:
                     if segment is not None:
                         # The stream dropped and came back: no track spans an outage.
-                        for track in self.ledger.close_all():
-                            self._closed(track, sink)
+                        self._close(self.ledger.close_all(), sink)
                         self.tracker.reset()
                         last = Detections.empty()
                     segment = frame.segment
                     self.stats.segments += 1
                 detected = frame.index % s.stride == 0
-                calls: dict[int, SpeciesCall] = {}
+                calls: list[CallRecord] = []
                 if detected:
                     last = self.tracker.update(self.detector.detect(frame), frame.time_s)
                     self.ledger.update(frame.index, frame.time_s, last)
                     calls = self._classify(frame, last)
                     self.stats.detected_frames += 1
-                sink.on_frame(frame, last, detected, calls, self.ledger)
+                calls += self._collect()
+                if calls:
+                    sink.on_calls(calls)
+                sink.on_frame(frame, last, detected, self.ledger)
                 if frame.captured_unix is not None:
                     self.stats.latencies_s.append(time.time() - frame.captured_unix)
                 self.stats.last_frame_time_s = frame.time_s
-                for track in self.ledger.close_stale(frame.index, max_gap_frames):
-                    self._closed(track, sink)
+                self._close(self.ledger.close_stale(frame.index, max_gap_frames, grace_frames), sink)
                 self.stats.frames += 1
                 self.stats.elapsed_s = time.perf_counter() - start
                 self.stats.open_tracks = len(self.ledger)
@@ -139,33 +143,48 @@ class Pipeline:
                 if s.max_frames is not None and self.stats.frames >= s.max_frames:
                     break
         finally:
-            for track in self.ledger.close_all():
-                self._closed(track, sink)
+            if self.caller is not None:
+                final = self._resolve(self.caller.finish())
+                if final:
+                    sink.on_calls(final)
+            self._close(self.ledger.close_all(), sink)
             self.stats.elapsed_s = time.perf_counter() - start
             self.stats.open_tracks = 0
             if on_progress is not None:
                 on_progress(self.stats)
         return self.stats
 
-    def _closed(self, track: TrackSummary, sink: PipelineSink) -> None:
-        self.stats.closed_tracks += 1
-        sink.on_track_closed(track)
+    def _close(self, tracks: list[TrackSummary], sink: PipelineSink) -> None:
+        for track in tracks:
+            self.stats.closed_tracks += 1
+            sink.on_track_closed(track)
 
-    def _classify(self, frame: Frame, detections: Detections) -> dict[int, SpeciesCall]:
+    def _collect(self) -> list[CallRecord]:
+        return self._resolve(self.caller.collect()) if self.caller is not None else []
+
+    def _resolve(self, answers: list) -> list[CallRecord]:
+        """Late (background fallback) answers onto their tracks; keys are (track, frame, time)."""
+        records = []
+        for (track_id, frame_index, time_s), call in answers:
+            if self.ledger.resolve(track_id, call):
+                records.append(CallRecord(frame_index, time_s, track_id, call))
+        return records
+
+    def _classify(self, frame: Frame, detections: Detections) -> list[CallRecord]:
         if self.caller is None:
-            return {}
+            return []
         chosen = self.ledger.select(frame.index, detections, frame.width, frame.height)
         if len(chosen) == 0:
-            return {}
-        boxes = detections.xyxy[chosen]
-        crops = crop(frame.image_bgr, boxes, self.settings.crop_padding)
+            return []
+        crops = crop(frame.image_bgr, detections.xyxy[chosen], self.settings.crop_padding)
         keep = [i for i, c in enumerate(crops) if c.size > 0]
-        results = self.caller.call([crops[i] for i in keep])
-        calls = {}
-        for i, call in zip(keep, results, strict=True):
-            row = int(chosen[i])
-            track_id = int(detections.track_id[row])
+        rows = [int(chosen[i]) for i in keep]
+        keys = [(int(detections.track_id[row]), frame.index, frame.time_s) for row in rows]
+        results = self.caller.call([crops[i] for i in keep], keys)
+        records = []
+        for row, (track_id, _, _), call in zip(rows, keys, results, strict=True):
             self.ledger.observe(track_id, frame.index, call, float(detections.area[row]))
-            calls[track_id] = call
+            if call is not None:
+                records.append(CallRecord(frame.index, frame.time_s, track_id, call))
         self.stats.crops_classified += len(keep)
-        return calls
+        return records

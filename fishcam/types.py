@@ -135,6 +135,16 @@ class SpeciesCall:
 
 
 @dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A species call for one track's crop, taken on ``frame`` (it may arrive frames later)."""
+
+    frame: int
+    time_s: float
+    track_id: int
+    call: SpeciesCall
+
+
+@dataclass(frozen=True, slots=True)
 class TrackSummary:
     """A finished track: one species, how it was decided, and where the fish was seen."""
 

@@ -16,7 +16,15 @@ from fishcam.models.hub import sha256_file
 
 pytestmark = pytest.mark.slow
 
-OUTPUTS = {"annotated.mp4", "tracks.csv", "detections.csv", "species_counts.csv", "config.yaml", "summary.json"}
+OUTPUTS = {
+    "annotated.mp4",
+    "tracks.csv",
+    "detections.csv",
+    "calls.csv",
+    "species_counts.csv",
+    "config.yaml",
+    "summary.json",
+}
 
 
 def read_csv(path):
@@ -55,18 +63,23 @@ def check_outputs_agree(out, frames):
     for row in log:
         by_track[int(row["track_id"])].append(row)
     assert set(by_track) == set(tracks)
+    calls_by_track = defaultdict(list)
+    for row in read_csv(out / "calls.csv"):
+        calls_by_track[int(row["track_id"])].append(row)
+    assert set(calls_by_track) <= set(tracks)
     for tid, rows in by_track.items():
         track = tracks[tid]
         frames_seen = [int(r["frame"]) for r in rows]
         assert (min(frames_seen), max(frames_seen)) == (int(track["first_frame"]), int(track["last_frame"]))
         assert len(rows) == int(track["detections"])
-        calls = [r for r in rows if r["call_origin"]]
+        calls = calls_by_track[tid]
         assert len(calls) == int(track["observations"])
+        assert {int(c["frame"]) for c in calls} <= set(frames_seen)  # crops come from detected frames
         if config.classify.enabled:
             assert track["origin"] in {"expert", "fallback", "unknown"}
-            winners = [r for r in calls if r["call_species"] == track["species"]]
+            winners = [r for r in calls if r["species"] == track["species"]]
             assert len(winners) == int(track["votes"]) > 0
-            assert {r["call_origin"] for r in winners} >= {track["origin"]}
+            assert {r["origin"] for r in winners} >= {track["origin"]}
 
     # Species counts recomputed from the detections log and the tracks' species.
     per_frame = defaultdict(Counter)

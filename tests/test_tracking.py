@@ -24,7 +24,10 @@ class Collect:
         self.boxes = defaultdict(list)
         self.tracks = []
 
-    def on_frame(self, frame, detections, detected, calls, ledger):
+    def on_calls(self, calls):
+        pass
+
+    def on_frame(self, frame, detections, detected, ledger):
         if detected:
             for box, tid in zip(detections.xyxy, detections.track_id, strict=True):
                 if tid >= 0:

@@ -33,6 +33,7 @@ class _Track:
     times_s: list[float] = field(default_factory=list)
     calls: list[SpeciesCall] = field(default_factory=list)
     looks: int = 0
+    pending: int = 0  # looks whose answer has not come back yet (asynchronous fallback)
     last_look_frame: int = -(10**9)
     best_area_looked: float = 0.0
 
@@ -86,15 +87,27 @@ class TrackLedger:
             chosen.append(i)
         return np.asarray(chosen, dtype=np.int64)
 
-    def observe(self, track_id: int, frame_index: int, call: SpeciesCall, area: float) -> None:
-        """Add one classified crop's call to its track."""
+    def observe(self, track_id: int, frame_index: int, call: SpeciesCall | None, area: float) -> None:
+        """Count one look at a track's crop, with its call, or None while the answer is pending."""
         track = self._tracks.get(track_id)
         if track is None:
-            return  # closed while its crop was being classified
-        track.calls.append(call)
+            return
+        if call is None:
+            track.pending += 1
+        else:
+            track.calls.append(call)
         track.looks += 1
         track.last_look_frame = frame_index
         track.best_area_looked = max(track.best_area_looked, float(area))
+
+    def resolve(self, track_id: int, call: SpeciesCall) -> bool:
+        """A pending look's answer arrived; False if its track is already closed."""
+        track = self._tracks.get(track_id)
+        if track is None:
+            return False
+        track.pending = max(0, track.pending - 1)
+        track.calls.append(call)
+        return True
 
     def label(self, track_id: int) -> tuple[str, float, str] | None:
         """The current vote of an open track for display, or None before any call."""
@@ -104,10 +117,19 @@ class TrackLedger:
         label, score, origin, _ = vote(track.calls)
         return label, score, origin.value
 
-    def close_stale(self, frame_index: int, max_gap_frames: int) -> list[TrackSummary]:
-        """Close tracks not seen for more than ``max_gap_frames`` frames."""
-        stale = [tid for tid, t in self._tracks.items() if frame_index - t.frames[-1] > max_gap_frames]
-        return [self._close(tid) for tid in stale]
+    def close_stale(self, frame_index: int, max_gap_frames: int, pending_grace_frames: int = 0) -> list[TrackSummary]:
+        """Close tracks not seen for more than ``max_gap_frames`` frames; a track still waiting
+        for an answer gets up to ``pending_grace_frames`` more."""
+
+        def stale(t: _Track) -> bool:
+            gap = frame_index - t.frames[-1]
+            return gap > max_gap_frames + (pending_grace_frames if t.pending else 0)
+
+        return [self._close(tid) for tid in [tid for tid, t in self._tracks.items() if stale(t)]]
+
+    @property
+    def pending(self) -> int:
+        return sum(t.pending for t in self._tracks.values())
 
     def close_all(self) -> list[TrackSummary]:
         return [self._close(tid) for tid in list(self._tracks)]

@@ -11,17 +11,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fishcam.types import Detections, Frame, SpeciesCall, SpeciesCount, TrackSummary
+import numpy as np
+
+from fishcam.types import CallRecord, Detections, Frame, SpeciesCount, TrackSummary
 
 TRACK_COLUMNS = (
     "track_id", "species", "score", "origin", "votes", "observations", "detections",
     "first_frame", "last_frame", "first_time_s", "last_time_s", "duration_s",
 )  # fmt: skip
 COUNT_COLUMNS = ("species", "unique_tracks", "max_n", "max_n_frame", "max_n_time_s", "first_seen_s", "last_seen_s")
-DETECTION_COLUMNS = (
-    "frame", "time_s", "track_id", "x1", "y1", "x2", "y2", "confidence", "class_id", "class_name",
-    "call_species", "call_score", "call_origin", "call_candidate",
-)  # fmt: skip
+DETECTION_COLUMNS = ("frame", "time_s", "track_id", "x1", "y1", "x2", "y2", "confidence", "class_id", "class_name")
+CALL_COLUMNS = ("frame", "time_s", "track_id", "species", "score", "origin", "candidate")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -82,42 +82,16 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
-class DetectionsLog:
-    """One row per tracked detection per detected frame, with the crop's call when it had one."""
+class CsvLog:
+    """A CSV written row by row and flushed as whole lines, for logs that grow through a run."""
 
-    def __init__(self, path: Path, class_names: dict[int, str]) -> None:
+    columns: tuple[str, ...] = ()
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.class_names = class_names
         self._handle = path.open("w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._handle, lineterminator="\n")
-        self._writer.writerow(DETECTION_COLUMNS)
-
-    def write(self, frame: Frame, detections: Detections, calls: dict[int, SpeciesCall]) -> None:
-        for i in range(len(detections)):
-            track_id = int(detections.track_id[i])
-            if track_id < 0:
-                continue
-            x1, y1, x2, y2 = (f"{v:.1f}" for v in detections.xyxy[i])
-            class_id = int(detections.class_id[i])
-            call = calls.get(track_id)
-            self._writer.writerow(
-                (
-                    frame.index,
-                    f"{frame.time_s:.3f}",
-                    track_id,
-                    x1,
-                    y1,
-                    x2,
-                    y2,
-                    f"{detections.confidence[i]:.3f}",
-                    class_id,
-                    self.class_names.get(class_id, str(class_id)),
-                    call.label if call else "",
-                    f"{call.score:.4f}" if call else "",
-                    call.origin.value if call else "",
-                    call.candidate if call else "",
-                )
-            )
+        self._writer.writerow(self.columns)
 
     def flush(self) -> None:
         if not self._handle.closed:
@@ -126,3 +100,45 @@ class DetectionsLog:
     def close(self) -> None:
         if not self._handle.closed:
             self._handle.close()
+
+
+class DetectionsLog(CsvLog):
+    """One row per tracked box per detected frame."""
+
+    columns = DETECTION_COLUMNS
+
+    def __init__(self, path: Path, class_names: dict[int, str]) -> None:
+        super().__init__(path)
+        self.class_names = class_names
+
+    def write(self, frame: Frame, detections: Detections) -> None:
+        for i in np.flatnonzero(detections.track_id >= 0):
+            x1, y1, x2, y2 = (f"{v:.1f}" for v in detections.xyxy[i])
+            class_id = int(detections.class_id[i])
+            self._writer.writerow(
+                (
+                    frame.index,
+                    f"{frame.time_s:.3f}",
+                    int(detections.track_id[i]),
+                    x1,
+                    y1,
+                    x2,
+                    y2,
+                    f"{detections.confidence[i]:.3f}",
+                    class_id,
+                    self.class_names.get(class_id, str(class_id)),
+                )
+            )
+
+
+class CallsLog(CsvLog):
+    """One row per classified crop: which model said what about which track, on which frame."""
+
+    columns = CALL_COLUMNS
+
+    def write(self, records: Iterable[CallRecord]) -> None:
+        for r in records:
+            c = r.call
+            self._writer.writerow(
+                (r.frame, f"{r.time_s:.3f}", r.track_id, c.label, f"{c.score:.4f}", c.origin.value, c.candidate)
+            )

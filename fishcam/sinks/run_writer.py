@@ -17,15 +17,16 @@ from typing import Any
 from fishcam.classify.ledger import TrackLedger
 from fishcam.counts import species_counts
 from fishcam.render.overlay import Overlay
-from fishcam.sinks.files import DetectionsLog, write_counts, write_json, write_tracks
+from fishcam.sinks.files import CallsLog, DetectionsLog, write_counts, write_json, write_tracks
 from fishcam.sinks.video import H264Writer
-from fishcam.types import Detections, Frame, SpeciesCall, TrackSummary
+from fishcam.types import CallRecord, Detections, Frame, TrackSummary
 
 log = logging.getLogger(__name__)
 
 VIDEO_NAME = "annotated.mp4"
 TRACKS_NAME = "tracks.csv"
 DETECTIONS_NAME = "detections.csv"
+CALLS_NAME = "calls.csv"
 COUNTS_NAME = "species_counts.csv"
 SUMMARY_NAME = "summary.json"
 CONFIG_NAME = "config.yaml"
@@ -52,20 +53,22 @@ class RunWriter:
         self.overlay = overlay
         self.video = H264Writer(out_dir / VIDEO_NAME, width, height, fps, crf, preset) if overlay else None
         self.log = DetectionsLog(out_dir / DETECTIONS_NAME, class_names) if detections_log else None
+        self.calls = CallsLog(out_dir / CALLS_NAME)
         self.flush_interval_s = flush_interval_s
         self._last_flush = time.monotonic()
         self._dirty = True
         self.flush()
 
-    def on_frame(
-        self, frame: Frame, detections: Detections, detected: bool, calls: dict[int, SpeciesCall], ledger: TrackLedger
-    ) -> None:
+    def on_frame(self, frame: Frame, detections: Detections, detected: bool, ledger: TrackLedger) -> None:
         if detected and self.log is not None:
-            self.log.write(frame, detections, calls)
+            self.log.write(frame, detections)
         if self.video is not None and self.overlay is not None:
             self.video.write(self.overlay.draw(frame.image_bgr, detections, ledger.label))
         if time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
+
+    def on_calls(self, calls: list[CallRecord]) -> None:
+        self.calls.write(calls)
 
     def on_track_closed(self, track: TrackSummary) -> None:
         self.tracks.append(track)
@@ -76,6 +79,7 @@ class RunWriter:
         """Make what is on disk complete up to now."""
         if self.log is not None:
             self.log.flush()
+        self.calls.flush()
         if self._dirty:
             write_tracks(self.out_dir / TRACKS_NAME, self.tracks)
             write_counts(self.out_dir / COUNTS_NAME, species_counts(self.tracks))
@@ -88,6 +92,7 @@ class RunWriter:
             self.video.close()
         if self.log is not None:
             self.log.close()
+        self.calls.close()
         counts = species_counts(self.tracks)
         self._dirty = True
         self.flush()
@@ -130,9 +135,11 @@ class RotatingWriter:
             log.info("writing outputs of period %s into %s", period, self.out_dir / period)
         return self.current
 
-    def on_frame(self, frame, detections, detected, calls, ledger) -> None:
-        writer = self._writer_for(frame.captured_unix or time.time())
-        writer.on_frame(frame, detections, detected, calls, ledger)
+    def on_frame(self, frame: Frame, detections: Detections, detected: bool, ledger: TrackLedger) -> None:
+        self._writer_for(frame.captured_unix or time.time()).on_frame(frame, detections, detected, ledger)
+
+    def on_calls(self, calls: list[CallRecord]) -> None:
+        self._writer_for(time.time()).on_calls(calls)
 
     def on_track_closed(self, track: TrackSummary) -> None:
         self._writer_for(time.time()).on_track_closed(track)

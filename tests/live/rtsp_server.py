@@ -69,15 +69,23 @@ class LoopingClip:
         self.appsrcs.append(appsrc)
 
     def push(self):
-        frame = stamp(self.frames[self.sequence % len(self.frames)], self.sequence, self.width)
-        if self.appsrcs and not self.started:
-            self.started = True
-            print(f"FRAME0 {time.time():.6f}", flush=True)
-        for appsrc in list(self.appsrcs):
-            buffer = Gst.Buffer.new_wrapped(frame)
-            if appsrc.emit("push-buffer", buffer) != Gst.FlowReturn.OK:
-                self.appsrcs.remove(appsrc)  # that client went away
-        if self.started:
+        """Send every frame that is due: frame n leaves at FRAME0 + n / fps, without drift.
+        Like a real camera, the clock runs on while nobody watches."""
+        now = time.time()
+        if not self.started:
+            if not self.appsrcs:
+                return True
+            self.started, self.t0 = True, now
+            print(f"FRAME0 {now:.6f}", flush=True)
+        due = int((now - self.t0) * self.fps)
+        if not self.appsrcs:
+            self.sequence = due + 1
+            return True
+        while self.sequence <= due:
+            frame = stamp(self.frames[self.sequence % len(self.frames)], self.sequence, self.width)
+            for appsrc in list(self.appsrcs):
+                if appsrc.emit("push-buffer", Gst.Buffer.new_wrapped(frame)) != Gst.FlowReturn.OK:
+                    self.appsrcs.remove(appsrc)  # that client went away
             self.sequence += 1
         return True
 
@@ -122,7 +130,7 @@ def main():
     server.get_mount_points().add_factory(args.path, factory)
     server.attach(None)
     print(f"PORT {server.get_bound_port()}", flush=True)
-    GLib.timeout_add(max(1, round(1000 / fps)), clip.push)
+    GLib.timeout_add(5, clip.push)
     GLib.MainLoop().run()
 
 
