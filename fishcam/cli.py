@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import time
 from pathlib import Path
 
 from fishcam import __version__
-from fishcam.errors import EXIT_INTERRUPTED, FishcamError
+from fishcam.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, FishcamError, Terminated
 
 log = logging.getLogger("fishcam")
 
@@ -38,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="process a video file or a folder of images")
     run.add_argument("source", help="video file (mp4, mov, avi, mkv) or folder of images (name order)")
     run.add_argument("--out", type=Path, help="output folder (default: runs/<source name>)")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this much video (live: wall) time")
+    run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
 
     classify = sub.add_parser("classify", parents=[common], help="name the fish in whole images")
     classify.add_argument("images", nargs="+", type=Path)
@@ -60,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides = list(args.overrides)
         if args.species is not None:
             overrides.append(f"classify.fallback.species_list={args.species}")
+        if getattr(args, "duration", None) is not None:
+            overrides.append(f"source.duration_s={args.duration}")
+        if getattr(args, "max_frames", None) is not None:
+            overrides.append(f"source.max_frames={args.max_frames}")
         config = load_config(args.config, overrides)
         if args.command == "run":
             return _cmd_run(args, config)
@@ -69,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except FishcamError as exc:
         log.error("%s", exc)
         return exc.exit_code
+    except Terminated:
+        log.error("terminated")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         log.error("interrupted")
         return EXIT_INTERRUPTED
@@ -105,13 +116,33 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
     from fishcam.sources import open_source
 
     source = open_source(args.source, config.source)
-    out_dir = args.out or Path("runs") / Path(args.source).stem
+    out_dir = args.out or Path("runs") / _default_name(args.source)
     components = build_components(config)
     log.info("processing %s (%dx%d, %.2f fps) into %s", source.name, source.width, source.height, source.fps, out_dir)
+    _terminate_on_sigterm()
     with RunProgress(source.status.frames_expected, enabled=not args.quiet and not args.log_json) as progress:
         code, summary = run(source, config, out_dir, components, progress.update)
     _print_run_result(out_dir, summary, quiet=args.quiet)
     return code
+
+
+def _default_name(source: str) -> str:
+    from fishcam.sources.live import is_live
+
+    if is_live(source):
+        return "live-" + time.strftime("%Y%m%d-%H%M%S")
+    return Path(source).stem
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM (systemd, docker, kill) ends a run like Ctrl-C: tracks closed, files complete."""
+    from fishcam.errors import Terminated
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the flush short
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _print_run_result(out_dir: Path, summary: dict, quiet: bool) -> None:
@@ -127,7 +158,8 @@ def _print_run_result(out_dir: Path, summary: dict, quiet: bool) -> None:
         return
     from fishcam.sinks.run_writer import COUNTS_NAME
 
-    print((out_dir / COUNTS_NAME).read_text(encoding="utf-8"), end="")
+    folder = out_dir / summary["periods"][-1] if summary.get("periods") else out_dir
+    print((folder / COUNTS_NAME).read_text(encoding="utf-8"), end="")
 
 
 def _cmd_classify(args: argparse.Namespace, config) -> int:

@@ -148,6 +148,10 @@ def run(
             max_duration_s=config.source.duration_s,
         ),
     )
+    fallback = config.classify.fallback
+    live = hasattr(source, "health")
+    if components.caller is not None and (fallback.background == "on" or (fallback.background == "auto" and live)):
+        components.caller.run_fallback_in_background(fallback.queue_size, fallback.batch_size)
     overlay = Overlay(config.render.thickness, config.render.text_scale) if config.render.video else None
 
     def make_writer(folder: Path) -> RunWriter:

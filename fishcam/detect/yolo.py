@@ -85,8 +85,8 @@ class YoloDetector:
             imgsz=self.config.image_size,
             device=self.device,
             classes=self._class_ids,
-            half=self.device.startswith("cuda"),
             verbose=False,
+            **({"quantize": 16} if self.device.startswith("cuda") else {}),
         )[0]
         boxes = result.boxes
         if boxes is None or len(boxes) == 0:

@@ -74,6 +74,7 @@ class LiveHealth:
     reconnects: int = 0
     outages: int = 0
     last_frame_unix: float | None = None
+    connected_unix: float | None = None
     connected: bool = False
     last_error: str = ""
 
@@ -94,6 +95,7 @@ class LiveSource:
         self._failed: str | None = None
         self._segment = 0
         self._sequence = 0
+        self._generation = 0  # the reader thread whose frames count; a stalled one is abandoned
         cap = self._connect_with_retries()
         if cap is None:
             raise SourceError(f"cannot open live source {self.name}: {self.health.last_error}")
@@ -104,9 +106,27 @@ class LiveSource:
         self.height, self.width = first.shape[:2]
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 240 else 25.0
-        self._publish(first)
-        self._thread = threading.Thread(target=self._read_loop, args=(cap,), name="fishcam-live-reader", daemon=True)
+        self._publish(first, 0)
+        self._start_reader(cap)
+
+    def _start_reader(self, cap: cv2.VideoCapture | None) -> None:
+        self._thread = threading.Thread(
+            target=self._read_loop, args=(cap, self._generation), name="fishcam-live-reader", daemon=True
+        )
         self._thread.start()
+
+    def _abandon_stalled_reader(self) -> None:
+        """Watchdog: FFmpeg's read timeout is not always kept (packets still buffered, retries
+        inside the demuxer), so a stream silent for ``read_timeout_s`` is given up here: a new
+        reader reconnects at once, and the stuck one exits when its read finally returns."""
+        with self._cond:
+            self._generation += 1
+            self._segment += 1
+            self.health.connected = False
+            self.health.outages += 1
+            self.health.last_error = f"no frame from {self.name} for {self.config.read_timeout_s:g} s (watchdog)"
+        log.warning("%s; reconnecting", self.health.last_error)
+        self._start_reader(None)
 
     # ---- reader thread ----------------------------------------------------------------
 
@@ -135,6 +155,7 @@ class LiveSource:
             cap = self._open()
             if cap is not None:
                 self.health.connected = True
+                self.health.connected_unix = time.time()
                 return cap
             self.health.last_error = (
                 f"no stream at {self.name} within {self.config.open_timeout_s:g} s "
@@ -149,28 +170,34 @@ class LiveSource:
             delay = min(delay * 2, self.config.reconnect_max_s)
         return None
 
-    def _read_loop(self, cap: cv2.VideoCapture | None) -> None:
+    def _read_loop(self, cap: cv2.VideoCapture | None, generation: int) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and generation == self._generation:
                 if cap is None:
-                    self._segment += 1
                     cap = self._connect_with_retries()
                     if cap is None:
-                        if not self._stop.is_set():
+                        if not self._stop.is_set() and generation == self._generation:
                             self._failed = self.health.last_error
                         break
+                    if generation != self._generation:
+                        break
                     self.health.reconnects += 1
+                    self.health.connected = True
                     log.info("reconnected to %s (reconnect %d)", self.name, self.health.reconnects)
                 ok, image = cap.read()
                 if ok:
-                    self._publish(image)
+                    self._publish(image, generation)
                     continue
-                # A failed read or the read timeout (the watchdog): this capture never recovers.
+                # A failed read or FFmpeg's read timeout: this capture never recovers.
                 cap.release()
                 cap = None
-                self.health.connected = False
-                self.health.outages += 1
-                self.health.last_error = f"stream {self.name} stopped sending frames"
+                if generation != self._generation:
+                    break  # the watchdog already gave up on this connection
+                with self._cond:
+                    self._segment += 1
+                    self.health.connected = False
+                    self.health.outages += 1
+                    self.health.last_error = f"stream {self.name} stopped sending frames"
                 log.warning("%s; reconnecting", self.health.last_error)
         finally:
             if cap is not None:
@@ -178,9 +205,11 @@ class LiveSource:
             with self._cond:
                 self._cond.notify_all()
 
-    def _publish(self, image: np.ndarray) -> None:
+    def _publish(self, image: np.ndarray, generation: int) -> None:
         now = time.time()
         with self._cond:
+            if generation != self._generation:
+                return  # a late frame from an abandoned connection
             if self._latest is not None:
                 self.health.dropped += 1
             self._latest = (image, self._sequence, now, self._segment)
@@ -198,6 +227,9 @@ class LiveSource:
                 self._cond.wait_for(lambda: self._latest is not None or self._stop.is_set() or self._failed, 0.5)
                 latest, self._latest = self._latest, None
             if latest is None:
+                alive = max(self.health.last_frame_unix or 0.0, self.health.connected_unix or 0.0)
+                if self.health.connected and time.time() - alive > self.config.read_timeout_s:
+                    self._abandon_stalled_reader()
                 if self._failed:
                     self.status.warnings.append(f"gave up on {self.name}: {self._failed}")
                     self.status.gave_up = True

@@ -116,16 +116,14 @@ def main():
     factory.connect("media-configure", clip.attach)
     if args.user:
         auth = GstRtspServer.RTSPAuth()
-        token = GstRtspServer.RTSPToken.new_empty()
-        token.get_structure().set_value("media.factory.role", "user")
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "viewer")
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""), token)
         server.set_auth(auth)
         permissions = GstRtspServer.RTSPPermissions()
-        permissions.add_role_from_structure(
-            Gst.Structure.new_from_string(
-                "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
-            )
-        )
+        permissions.add_role("viewer")
+        permissions.add_permission_for_role("viewer", "media.factory.access", True)
+        permissions.add_permission_for_role("viewer", "media.factory.construct", True)
         factory.set_permissions(permissions)
     server.get_mount_points().add_factory(args.path, factory)
     server.attach(None)

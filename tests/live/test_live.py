@@ -1,0 +1,273 @@
+"""fishcam against a real RTSP server: ground truth, drops and restarts, stalls, lag, bad
+addresses and credentials, and signals mid-run."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+
+import av
+import numpy as np
+import pytest
+from builders import TEST_DETECTOR, read_ground_truth
+
+from fishcam.config import LiveConfig, load_config
+from fishcam.errors import SourceError
+from fishcam.run import Components, run
+from fishcam.sources.live import LiveSource, mask_url
+from fishcam.types import Detections
+
+pytestmark = pytest.mark.live
+
+FAST = LiveConfig(open_timeout_s=3, read_timeout_s=2, reconnect_initial_s=0.2, reconnect_max_s=1, retries=None)
+
+
+def stamp_of(image) -> int:
+    """The sequence number the test server painted into the frame's top-left corner."""
+    bits = [int(image[4, b * 8 + 2 : b * 8 + 6].mean() > 127) for b in range(16)]
+    return int("".join(map(str, bits)), 2)
+
+
+def yolo():
+    from fishcam.detect.yolo import YoloDetector
+
+    return YoloDetector(load_config(None, [f"detector.weights={TEST_DETECTOR}", "detector.image_size=320"]).detector)
+
+
+class Recorder:
+    """A pipeline sink that keeps, per processed frame, its stamp, processing time and boxes."""
+
+    def __init__(self):
+        self.frames = []  # (stamp, processed_unix, segment, [(track_id, box)])
+        self.tracks = []
+
+    def on_frame(self, frame, detections, detected, ledger):
+        boxes = [(int(t), b) for t, b in zip(detections.track_id, detections.xyxy, strict=True) if t >= 0]
+        self.frames.append((stamp_of(frame.image_bgr), time.time(), frame.segment, boxes))
+
+    def on_calls(self, calls):
+        pass
+
+    def on_track_closed(self, track):
+        self.tracks.append(track)
+
+
+def run_pipeline(source, detector, sink, seconds, stop_when=None):
+    from fishcam.classify.ledger import LookPolicy
+    from fishcam.config import TrackerConfig
+    from fishcam.pipeline import LoopSettings, Pipeline
+    from fishcam.track.bytetrack import ByteTracker
+
+    def frames():
+        for frame in source:
+            yield frame
+            if stop_when is not None and stop_when(frame):
+                return
+
+    pipeline = Pipeline(
+        detector, ByteTracker(TrackerConfig(), source.fps), None, LookPolicy(), LoopSettings(max_duration_s=seconds)
+    )
+    try:
+        return pipeline.run(frames(), source.fps, sink)
+    finally:
+        source.close()
+
+
+def test_stream_is_tracked_like_the_clip(rtsp_server):
+    import motmetrics as mm
+    import supervision as sv
+
+    server = rtsp_server()
+    sink = Recorder()
+    run_pipeline(LiveSource(server.url(), FAST), yolo(), sink, 20, stop_when=lambda f: stamp_of(f.image_bgr) >= 199)
+    stamps = [s for s, *_ in sink.frames]
+    assert stamps[0] < 100 and stamps[-1] >= 199 and stamps == sorted(stamps)
+
+    gt = defaultdict(list)
+    for row in read_ground_truth("dive_sample"):
+        gt[row["frame"]].append((row["fish_id"], [row["x1"], row["y1"], row["x2"], row["y2"]]))
+    acc = mm.MOTAccumulator(auto_id=False)
+    for stamp, _, _, boxes in sink.frames:
+        truth = gt.get(stamp, [])
+        iou = sv.box_iou_batch(
+            np.array([b for _, b in truth], np.float32).reshape(-1, 4), np.array([b for _, b in boxes]).reshape(-1, 4)
+        )
+        acc.update([i for i, _ in truth], [t for t, _ in boxes], np.where(iou >= 0.5, 1 - iou, np.nan), frameid=stamp)
+    scores = mm.metrics.create().compute(acc, metrics=["idf1", "num_switches"], name="live")
+    assert float(scores["num_switches"].iloc[0]) == 0
+    assert float(scores["idf1"].iloc[0]) > 0.8
+    # Every fish the stream showed for a while (from when fishcam joined) is one track.
+    window = range(stamps[0], 200)
+    shown = {fish for frame in window for fish, _ in gt.get(frame, [])}
+    seen_long = {f for f in shown if sum(f in {i for i, _ in gt.get(k, [])} for k in window) >= 25}
+    assert len(sink.tracks) == len(seen_long) >= 4
+
+
+def test_reconnects_through_server_restarts_and_closes_tracks_at_each_outage(rtsp_server, tmp_path):
+    server = rtsp_server()
+    source = LiveSource(server.url(), FAST)
+    config = load_config(None, ["classify.enabled=false", "source.duration_s=14", "source.live.flush_interval_s=1"])
+
+    def drop_three_times():
+        for _ in range(3):
+            time.sleep(2.5)
+            server.kill()
+            time.sleep(0.7)
+            server.restart()
+
+    chaos = threading.Thread(target=drop_three_times)
+    chaos.start()
+    code, summary = run(source, config, tmp_path, Components(yolo(), None))
+    chaos.join()
+    assert code == 0
+    assert summary["live"]["reconnects"] == 3 and summary["live"]["segments"] == 4
+    with (tmp_path / "tracks.csv").open() as handle:
+        tracks = list(csv.DictReader(handle))
+    assert len(tracks) >= 4 * 3  # every streamed segment produced its own, closed tracks
+    with av.open(str(tmp_path / "annotated.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == summary["frames"]
+
+
+def test_watchdog_notices_a_stalled_server_and_nothing_hangs(rtsp_server):
+    server = rtsp_server()
+    source = LiveSource(server.url(), FAST)
+    sink = Recorder()
+    stalled = {}
+
+    def stall_then_resume():
+        time.sleep(2)
+        server.pause()
+        stalled["at"] = time.monotonic()
+        while source.health.outages == 0 and time.monotonic() - stalled["at"] < 15:
+            time.sleep(0.02)
+        # Frames already in the network buffers still arrive after SIGSTOP: silence starts at the last one.
+        stalled["noticed_after"] = time.time() - source.health.last_frame_unix
+        server.resume()
+
+    helper = threading.Thread(target=stall_then_resume)
+    helper.start()
+    started = time.monotonic()
+    run_pipeline(source, yolo(), sink, seconds=12)
+    helper.join()
+    assert stalled["noticed_after"] <= FAST.read_timeout_s + 1.5
+    assert time.monotonic() - started < 20
+    assert source.health.reconnects >= 1 and len({seg for *_, seg, _ in sink.frames}) >= 2
+
+
+class SlowDetector:
+    """A detector that takes 100 ms a frame: a pipeline much slower than the camera."""
+
+    class_names = {0: "fish"}
+
+    def detect(self, frame):
+        time.sleep(0.1)
+        return Detections.empty()
+
+    def describe(self):
+        return {"kind": "slow"}
+
+
+def test_a_slow_pipeline_does_not_fall_behind_live(rtsp_server):
+    server = rtsp_server()
+    source = LiveSource(server.url(), FAST)
+    sink = Recorder()
+    run_pipeline(source, SlowDetector(), sink, seconds=10)
+    while server.frame0 is None:
+        time.sleep(0.01)
+    # Frame n left the server at FRAME0 + n / fps: the lag is measured from the picture itself.
+    lags = np.array([done - (server.frame0 + stamp / 25.0) for stamp, done, _, _ in sink.frames])
+    third = len(lags) // 3
+    assert np.percentile(lags, 95) < 0.6
+    assert np.median(lags[-third:]) - np.median(lags[:third]) < 0.2  # no growth
+    assert source.health.dropped > source.health.frames_out  # ~25 fps in, ~9 fps processed
+
+
+def test_unreachable_wrong_path_and_refused_credentials(rtsp_server, monkeypatch, caplog):
+    once = LiveConfig(open_timeout_s=2, read_timeout_s=2, retries=0)
+    with pytest.raises(SourceError, match=r"cannot open live source rtsp://127\.0\.0\.1:1/fish"):
+        LiveSource("rtsp://127.0.0.1:1/fish", once)
+    server = rtsp_server(user="diver", password="s3cret")
+    with pytest.raises(SourceError, match="cannot open live source"):
+        LiveSource(server.url("/nope", "diver:s3cret@"), once)
+    monkeypatch.setenv("CAM_PASSWORD", "wrong-pass")
+    with pytest.raises(SourceError) as refused:
+        LiveSource(server.url(credentials="diver:${CAM_PASSWORD}@"), once)
+    assert "wrong-pass" not in str(refused.value) and "diver:***@" in str(refused.value)
+    # The configured retry behaviour: two more tries with backoff, each logged, then a clear error.
+    started = time.monotonic()
+    with pytest.raises(SourceError):
+        LiveSource(
+            server.url(credentials="diver:${CAM_PASSWORD}@"),
+            LiveConfig(open_timeout_s=2, retries=2, reconnect_initial_s=0.2),
+        )
+    assert time.monotonic() - started >= 0.6
+    assert sum("retry" in r.message for r in caplog.records) == 2
+    assert all("wrong-pass" not in r.getMessage() for r in caplog.records)
+    monkeypatch.setenv("CAM_PASSWORD", "s3cret")
+    source = LiveSource(server.url(credentials="diver:${CAM_PASSWORD}@"), once)
+    assert source.name == server.url(credentials="diver:***@")
+    source.close()
+
+
+def test_masking():
+    assert mask_url("rtsp://admin:hunter2@10.0.0.5:554/stream1") == "rtsp://admin:***@10.0.0.5:554/stream1"
+    assert mask_url("rtsp://10.0.0.5/stream1") == "rtsp://10.0.0.5/stream1"
+    assert mask_url("0") == "webcam 0"
+
+
+def start_cli(url, out, *extra):
+    command = [sys.executable, "-m", "fishcam", "run", url, "--out", str(out), "-q", "--config", "configs/count-only.yaml",
+               "--set", "source.live.flush_interval_s=0.5", *extra]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_tracks(out, timeout_s=30):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        path = out / "tracks.csv"
+        if path.exists() and len(path.read_text().splitlines()) > 1:
+            return
+        time.sleep(0.2)
+    pytest.fail("no track was written")
+
+
+def test_sigterm_mid_run_leaves_complete_outputs(rtsp_server, tmp_path):
+    server = rtsp_server()
+    proc = start_cli(server.url(), tmp_path)
+    wait_for_tracks(tmp_path)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["error"] == "terminated (SIGTERM)" and summary["frames"] > 0
+    with (tmp_path / "tracks.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == summary["tracks"] > 0
+    with av.open(str(tmp_path / "annotated.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == summary["frames"]
+
+
+def test_kill_9_leaves_the_last_flushed_files_intact(rtsp_server, tmp_path):
+    server = rtsp_server()
+    proc = start_cli(server.url(), tmp_path)
+    wait_for_tracks(tmp_path)
+    time.sleep(2)
+    proc.kill()
+    proc.wait()
+    for name in ("tracks.csv", "species_counts.csv", "detections.csv", "calls.csv"):
+        with (tmp_path / name).open() as handle:
+            rows = list(csv.reader(handle))
+        assert rows and all(len(row) == len(rows[0]) for row in rows), name
+    # The video plays up to its last complete fragment (the one being written was cut).
+    decoded = 0
+    with av.open(str(tmp_path / "annotated.mp4")) as container:
+        try:
+            for _ in container.decode(video=0):
+                decoded += 1
+        except av.error.InvalidDataError:
+            pass
+    assert decoded >= 25
