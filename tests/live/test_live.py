@@ -161,7 +161,8 @@ def test_watchdog_notices_a_stalled_server_and_nothing_hangs(rtsp_server):
 class SlowDetector:
     """A detector that takes 100 ms a frame: a pipeline much slower than the camera."""
 
-    class_names = {0: "fish"}
+    def __init__(self):
+        self.class_names = {0: "fish"}
 
     def detect(self, frame):
         time.sleep(0.1)
@@ -220,8 +221,8 @@ def test_masking():
 
 
 def start_cli(url, out, *extra):
-    command = [sys.executable, "-m", "fishcam", "run", url, "--out", str(out), "-q", "--config", "configs/count-only.yaml",
-               "--set", "source.live.flush_interval_s=0.5", *extra]  # fmt: skip
+    command = [sys.executable, "-m", "fishcam", "run", url, "--out", str(out), "-q"]
+    command += ["--config", "configs/count-only.yaml", "--set", "source.live.flush_interval_s=0.5", *extra]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
