@@ -97,7 +97,7 @@ class FallbackConfig(_Section):
     ]
     device: str = "auto"
     batch_size: int = Field(8, ge=1)
-    background: Literal["auto", "on", "off"] = Field(
+    background: bool | Literal["auto"] = Field(
         "auto", description="run beside the frame loop (auto: for live sources; files stay deterministic)"
     )
     queue_size: int = Field(16, ge=1, description="crops waiting for the background fallback; more are refused")

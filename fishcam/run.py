@@ -150,7 +150,7 @@ def run(
     )
     fallback = config.classify.fallback
     live = hasattr(source, "health")
-    if components.caller is not None and (fallback.background == "on" or (fallback.background == "auto" and live)):
+    if components.caller is not None and (fallback.background is True or (fallback.background == "auto" and live)):
         components.caller.run_fallback_in_background(fallback.queue_size, fallback.batch_size)
     overlay = Overlay(config.render.thickness, config.render.text_scale) if config.render.video else None
 

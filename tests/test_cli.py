@@ -117,3 +117,10 @@ def test_models_fetch_offline_fails_clearly(capsys):
     assert main(["models", "fetch"]) == 3
     message = last_error(capsys)
     assert "could not fetch 3 model(s) (the model hub: HF_HUB_OFFLINE is set)" in message
+
+
+def test_bounded_runs_by_frames_or_duration(tmp_path):
+    assert main(["run", str(SAMPLE), *COUNT_ONLY, "--out", str(tmp_path / "a"), "-q", "--max-frames", "30"]) == 0
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["frames"] == 30
+    assert main(["run", str(SAMPLE), *COUNT_ONLY, "--out", str(tmp_path / "b"), "-q", "--duration", "2"]) == 0
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["frames"] == 50  # 2 s at 25 fps

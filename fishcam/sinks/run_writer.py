@@ -112,7 +112,7 @@ PERIOD_FORMATS = {"hourly": "%Y%m%d-%H", "daily": "%Y%m%d"}
 
 class RotatingWriter:
     """One RunWriter per hour or day of wall-clock time, each in its own folder under ``out_dir``,
-    for multi-day live runs. A track belongs to the period in which it closes."""
+    for multi-day live runs. A track belongs to the period of the frame on which it closes."""
 
     def __init__(self, out_dir: Path, rotate: str, make: Callable[[Path], RunWriter]) -> None:
         self.out_dir = out_dir
@@ -138,14 +138,18 @@ class RotatingWriter:
     def on_frame(self, frame: Frame, detections: Detections, detected: bool, ledger: TrackLedger) -> None:
         self._writer_for(frame.captured_unix or time.time()).on_frame(frame, detections, detected, ledger)
 
+    def _now_writer(self) -> RunWriter:
+        """The writer of the period the stream is in (its last frame's), or of now before any frame."""
+        return self.current if self.current is not None else self._writer_for(time.time())
+
     def on_calls(self, calls: list[CallRecord]) -> None:
-        self._writer_for(time.time()).on_calls(calls)
+        self._now_writer().on_calls(calls)
 
     def on_track_closed(self, track: TrackSummary) -> None:
-        self._writer_for(time.time()).on_track_closed(track)
+        self._now_writer().on_track_closed(track)
 
     def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
-        writer = self._writer_for(time.time())
+        writer = self._now_writer()
         result = writer.finish({**summary, "period": self.period})
         periods = [*self.finished, self.period]
         overall = {**summary, "periods": periods, "tracks": self.tracks_before + result["tracks"]}

@@ -272,3 +272,21 @@ def test_kill_9_leaves_the_last_flushed_files_intact(rtsp_server, tmp_path):
         except av.error.InvalidDataError:
             pass
     assert decoded >= 25
+
+
+def test_health_is_logged_at_an_interval_and_summarised(rtsp_server, tmp_path, caplog):
+    import logging
+
+    server = rtsp_server()
+    config = load_config(None, ["classify.enabled=false", "source.duration_s=3.5", "source.live.health_interval_s=1"])
+    with caplog.at_level(logging.INFO, logger="fishcam.health"):
+        code, summary = run(LiveSource(server.url(), config.source.live), config, tmp_path, Components(yolo(), None))
+    assert code == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("health:")]
+    assert len(lines) >= 2 and "input" in lines[0] and "dropped" in lines[0] and "reconnects 0" in lines[0]
+    live = summary["live"]
+    # The server queues frames while the client connects: the first second arrives as a burst.
+    assert 15 < live["input_fps"] < 50 and live["frames_processed"] == summary["frames"]
+    # Every decoded frame was processed or counted as dropped (one may wait in the slot, one hit the end).
+    assert 0 <= live["frames_in"] - live["dropped"] - live["frames_processed"] <= 2
+    assert live["latency_ms"]["p50"] < 500 and live["reconnects"] == 0
