@@ -138,6 +138,8 @@ class LiveSource:
             options = [f"rtsp_transport;{self.config.transport}", "analyzeduration;100000"]
             os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "|".join(options)
             os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+            # Failures are reported once, in fishcam's words; not as OpenCV's own warnings.
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
             params = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.config.open_timeout_s * 1000),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.config.read_timeout_s * 1000),
@@ -158,8 +160,8 @@ class LiveSource:
                 self.health.connected_unix = time.time()
                 return cap
             self.health.last_error = (
-                f"no stream at {self.name} within {self.config.open_timeout_s:g} s "
-                "(unreachable host, wrong path, refused credentials, or camera off)"
+                f"cannot open stream {self.name} (unreachable host, wrong path, refused credentials, "
+                f"camera off, or no answer within {self.config.open_timeout_s:g} s)"
             )
             if self.config.retries is not None and attempt >= self.config.retries:
                 return None

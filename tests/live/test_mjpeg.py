@@ -1,0 +1,68 @@
+"""HTTP/MJPEG cameras (many cheap IP cameras): a real HTTP server streaming JPEG frames."""
+
+import http.server
+import socketserver
+import threading
+import time
+
+import cv2
+import pytest
+from builders import SAMPLES
+
+from fishcam.config import LiveConfig, load_config
+from fishcam.run import Components, run
+from fishcam.sources import open_source
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture
+def mjpeg_url():
+    frames = []
+    capture = cv2.VideoCapture(str(SAMPLES / "fixed_sample.mp4"))
+    while len(frames) < 100:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.imencode(".jpg", image)[1].tobytes())
+    stop = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            index = 0
+            try:
+                while not stop.is_set():
+                    jpeg = frames[index % len(frames)]
+                    header = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                    self.wfile.write(header.encode() + jpeg + b"\r\n")
+                    index += 1
+                    time.sleep(0.04)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
+    stop.set()
+    server.shutdown()
+
+
+def test_mjpeg_over_http_runs_through_the_pipeline(mjpeg_url, tmp_path):
+    config = load_config("configs/count-only.yaml", ["source.duration_s=3"])
+    source = open_source(mjpeg_url, config.source.model_copy(update={"live": LiveConfig(read_timeout_s=3)}))
+    assert (source.width, source.height) == (640, 480)
+    code, summary = run(source, config, tmp_path, Components(_motion(config), None))
+    assert code == 0 and summary["frames"] > 30 and summary["live"]["input_fps"] > 15
+
+
+def _motion(config):
+    from fishcam.detect.motion import MotionDetector
+
+    return MotionDetector(config.detector.motion)
