@@ -290,3 +290,15 @@ def test_health_is_logged_at_an_interval_and_summarised(rtsp_server, tmp_path, c
     # Every decoded frame was processed or counted as dropped (one may wait in the slot, one hit the end).
     assert 0 <= live["frames_in"] - live["dropped"] - live["frames_processed"] <= 2
     assert live["latency_ms"]["p50"] < 500 and live["reconnects"] == 0
+
+
+def test_udp_transport(rtsp_server):
+    server = rtsp_server()
+    source = LiveSource(server.url(), LiveConfig(transport="udp", open_timeout_s=5, read_timeout_s=3))
+    stamps = []
+    for frame in source:
+        stamps.append(stamp_of(frame.image_bgr))
+        if len(stamps) == 20:
+            break
+    source.close()
+    assert stamps == sorted(stamps) and len(set(stamps)) == 20
