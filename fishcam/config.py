@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,6 +17,8 @@ from fishcam.errors import ConfigError
 EXPERT_DEFAULT = "hf://Heretix/convnext-fish-classifier/balik_modeli_final.pth"
 FALLBACK_DEFAULT = "hf-hub:imageomics/bioclip-2"
 DETECTOR_DEFAULT = "hf://FathomNet/vulnerable-marine-ecosystems/best.pt"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
@@ -151,19 +153,29 @@ class Config(_Section):
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML file (or the defaults), apply ``key.path=value`` overrides, validate."""
+    return load_validated(Config, path, overrides)
+
+
+def validate_config(data: dict[str, Any], origin: str = "config") -> Config:
+    return validate_as(Config, data, origin)
+
+
+def load_validated(model: type[M], path: str | Path | None = None, overrides: list[str] | None = None) -> M:
+    """Any config model (``Config``, ``TrainConfig``): YAML file or defaults, dotted overrides, validation."""
     data: dict[str, Any] = {}
     if path is not None:
         data = _read_yaml(Path(path))
     for item in overrides or []:
         _apply_override(data, item)
-    return validate_config(data, origin=str(path) if path else "defaults")
+    return validate_as(model, data, origin=str(path) if path else "defaults")
 
 
-def validate_config(data: dict[str, Any], origin: str = "config") -> Config:
+def validate_as(model: type[M], data: dict[str, Any], origin: str = "config") -> M:
+    """Validate into ``model``; errors name the dotted key and suggest the nearest valid one."""
     try:
-        return Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, origin)) from None
+        raise ConfigError(_describe(exc, origin, model)) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -198,19 +210,19 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
-def _describe(exc: ValidationError, origin: str) -> str:
+def _describe(exc: ValidationError, origin: str, root: type[BaseModel]) -> str:
     messages = []
     for error in exc.errors():
         dotted = ".".join(str(p) for p in error["loc"])
         if error["type"] == "extra_forbidden":
-            messages.append(f"unknown key '{dotted}'{_suggest(error['loc'])}")
+            messages.append(f"unknown key '{dotted}'{_suggest(error['loc'], root)}")
         else:
             messages.append(f"{dotted}: {error['msg']} (got {error.get('input')!r})")
     return f"invalid config ({origin}): " + "; ".join(messages)
 
 
-def _suggest(loc: tuple) -> str:
-    model: type[BaseModel] = Config
+def _suggest(loc: tuple, root: type[BaseModel]) -> str:
+    model = root
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):

@@ -39,6 +39,17 @@ class SpeciesListError(ConfigError):
     """The fallback's species list is missing, empty or has duplicates."""
 
 
+class TrainingError(FishcamError):
+    """Training or evaluation could not be done: unusable data (named), label sets that disagree
+    between splits, a loss that diverged, or a GPU out of memory (with batch-size advice)."""
+
+    exit_code = 5
+
+
+class DatasetError(TrainingError):
+    """A labelled image collection cannot be used as it is; the message names the class or file."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: finish open tracks, flush, close the video, exit."""
 

@@ -48,6 +48,10 @@ class LoopStats:
     closed_tracks: int = 0
     segments: int = 0
     last_frame_time_s: float = 0.0
+    # Seconds spent per stage: where the time of a run goes.
+    stage_s: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("read", "detect", "track", "classify", "output"), 0.0)
+    )
     # Live frames: seconds from capture to written output, the most recent ones.
     latencies_s: deque = field(default_factory=lambda: deque(maxlen=20000))
 
@@ -108,8 +112,17 @@ class Pipeline:
         last = Detections.empty()
         segment = None
         start = time.perf_counter()
+        clock = time.perf_counter
+        stage = self.stats.stage_s
+        frames = iter(frames)
         try:
-            for frame in frames:
+            while True:
+                t0 = clock()
+                frame = next(frames, None)
+                t1 = clock()
+                stage["read"] += t1 - t0
+                if frame is None:
+                    break
                 if s.max_duration_s is not None and frame.time_s >= s.max_duration_s:
                     break
                 if frame.segment != segment:
@@ -123,14 +136,22 @@ class Pipeline:
                 detected = frame.index % s.stride == 0
                 calls: list[CallRecord] = []
                 if detected:
-                    last = self.tracker.update(self.detector.detect(frame), frame.time_s)
+                    found = self.detector.detect(frame)
+                    t2 = clock()
+                    last = self.tracker.update(found, frame.time_s)
                     self.ledger.update(frame.index, frame.time_s, last)
+                    t3 = clock()
                     calls = self._classify(frame, last)
+                    stage["detect"] += t2 - t1
+                    stage["track"] += t3 - t2
+                    stage["classify"] += clock() - t3
                     self.stats.detected_frames += 1
                 calls += self._collect()
+                t4 = clock()
                 if calls:
                     sink.on_calls(calls)
                 sink.on_frame(frame, last, detected, self.ledger)
+                stage["output"] += clock() - t4
                 if frame.captured_unix is not None:
                     self.stats.latencies_s.append(time.time() - frame.captured_unix)
                 self.stats.last_frame_time_s = frame.time_s

@@ -1,0 +1,209 @@
+"""Speed benchmark: fishcam against the naive loop and against pure decoding, on the same clips.
+
+    python benchmarks/speed.py                 # 1080p, 5 and 20 fish, CPU
+    python benchmarks/speed.py --device cuda   # the same on a GPU machine
+
+The naive loop is what the model card's code does for video: detect on every frame at 640 px,
+then classify every crop of every frame with torch fp32 and PIL preprocessing, one by one.
+fishcam runs its whole pipeline with its fast settings (``configs/fast.yaml``), annotated video
+and every log included. Each mode runs in its own process (peak RSS is per mode); every figure
+of a table comes from one run of this script, so compare ratios, not absolute numbers.
+
+The models are the test suite's (the small YOLOv8n fish detector, ConvNeXt-Tiny with random
+weights: the same cost as the published checkpoint). Clips are the real fish cut-outs over the
+real underwater footage, scaled to 1080p, cached in runs/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "samples"))
+sys.path.insert(0, str(ROOT / "tests"))
+CACHE = ROOT / "runs" / "bench"
+DETECTOR = ROOT / "tests" / "data" / "detector" / "fish_yolov8n.pt"
+CUTOUTS = ["lionfish.png", "bluegroper.png", "butterflyfish.png", "moonwrasse.png", "coraltrout.png"]
+
+
+def make_clip(n_fish: int, frames: int, width: int = 1920, height: int = 1080) -> Path:
+    """Fish swimming across real footage at 1080p (cached)."""
+    path = CACHE / f"clip_{n_fish}fish_{height}p.mp4"
+    if path.exists():
+        return path
+    import av
+    import cv2
+    from make_sample import read_footage, render_clip
+
+    rng = np.random.default_rng(n_fish)
+    lanes = np.linspace(90, height - 90, n_fish) if n_fish > 1 else [height / 2]
+    scenario = [
+        {
+            "fish_id": i + 1, "cutout": CUTOUTS[i % len(CUTOUTS)], "width": int(rng.uniform(220, 380)),
+            "start": 0, "x": float(rng.uniform(250, width - 250)), "y": float(lane),
+            "vx": float(rng.choice([-1, 1]) * rng.uniform(2, 6)), "vy": 0.0, "bob": 4, "period": 80, "z": i,
+        }
+        for i, lane in enumerate(lanes)
+    ]  # fmt: skip
+    backgrounds = (cv2.resize(f, (width, height)) for f in read_footage(0, frames))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast"}
+        for image, _ in render_clip(backgrounds, scenario, seed=n_fish):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.rename(path)
+    return path
+
+
+def expert_checkpoint() -> Path:
+    import builders
+
+    path = CACHE / "balik_modeli_final.pth"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        builders.save_model_card_checkpoint(path)
+    return path
+
+
+# ---- one mode per process -----------------------------------------------------------------
+
+
+def run_decode(clip: Path, _: argparse.Namespace) -> dict:
+    import cv2
+
+    cap = cv2.VideoCapture(str(clip))
+    frames, start = 0, time.perf_counter()
+    while cap.read()[0]:
+        frames += 1
+    return {"frames": frames, "seconds": time.perf_counter() - start}
+
+
+def run_naive(clip: Path, args: argparse.Namespace) -> dict:
+    import cv2
+    import torch
+    import torchvision
+    from PIL import Image
+    from torchvision import transforms
+
+    from fishcam.detect.yolo import _offline_ultralytics
+
+    _offline_ultralytics()
+    from ultralytics import YOLO
+
+    detector = YOLO(str(DETECTOR), task="detect")
+    model = torchvision.models.convnext_tiny(weights=None)
+    model.classifier[2] = torch.nn.Linear(768, 40)
+    model.load_state_dict(torch.load(expert_checkpoint(), weights_only=True))
+    model = model.eval().to(args.device)
+    prep = transforms.Compose(
+        [transforms.Resize((224, 224)), transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    )
+    cap = cv2.VideoCapture(str(clip))
+    frames, crops, start = 0, 0, time.perf_counter()
+    with torch.inference_mode():
+        while frames < args.naive_frames:
+            ok, image = cap.read()
+            if not ok:
+                break
+            result = detector.predict(image, imgsz=640, conf=0.25, device=args.device, verbose=False)[0]
+            rgb = Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            for x1, y1, x2, y2 in result.boxes.xyxy.cpu().numpy().astype(int):
+                tensor = prep(rgb.crop((x1, y1, x2, y2))).unsqueeze(0).to(args.device)
+                torch.softmax(model(tensor), dim=1)
+                crops += 1
+            frames += 1
+    return {"frames": frames, "seconds": time.perf_counter() - start, "crops": crops}
+
+
+def run_fishcam(clip: Path, args: argparse.Namespace) -> dict:
+    import tempfile
+
+    from fishcam.config import load_config
+    from fishcam.run import build_components, run
+    from fishcam.sources import open_source
+
+    config = load_config(
+        ROOT / "configs" / "fast.yaml",
+        [f"detector.weights={DETECTOR}", f"classify.expert.weights={expert_checkpoint()}",
+         f"detector.device={args.device}", f"classify.expert.device={args.device}"],
+    )  # fmt: skip
+    components = build_components(config)
+    source = open_source(str(clip), config.source)
+    out = Path(tempfile.mkdtemp(prefix="fishcam-bench-"))
+    start = time.perf_counter()
+    stages: dict = {}
+    _, summary = run(source, config, out, components, lambda stats: stages.update(stats.stage_s))
+    return {
+        "frames": summary["frames"],
+        "seconds": time.perf_counter() - start,
+        "crops": summary["crops_classified"],
+        "stages": stages,
+        "tracks": summary["tracks"],
+    }
+
+
+MODES = {"decode": run_decode, "naive": run_naive, "fishcam": run_fishcam}
+
+
+def child(args: argparse.Namespace) -> None:
+    result = MODES[args.mode](Path(args.clip), args)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=list(MODES))
+    parser.add_argument("--clip")
+    parser.add_argument("--fish", default="5,20")
+    parser.add_argument("--frames", type=int, default=150, help="frames per clip")
+    parser.add_argument("--naive-frames", type=int, default=20, help="the naive loop is slow: time this many")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.mode:
+        child(args)
+        return
+    rows = []
+    for n in (int(x) for x in args.fish.split(",")):
+        clip = make_clip(n, args.frames)
+        results = {}
+        for mode in MODES:
+            command = [sys.executable, __file__, "--mode", mode, "--clip", str(clip), "--device", args.device,
+                       "--naive-frames", str(args.naive_frames)]  # fmt: skip
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            results[mode] = json.loads(output.strip().splitlines()[-1])
+        fps = {m: r["frames"] / r["seconds"] for m, r in results.items()}
+        stages = results["fishcam"]["stages"]
+        per_frame = {k: 1000 * v / results["fishcam"]["frames"] for k, v in stages.items()}
+        rows.append((n, fps, per_frame, results))
+    print(f"\n1080p clips, {args.frames} frames, device {args.device}\n")
+    print("| fish | mode | fps | × naive | × decode | crops classified | peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for n, fps, _, results in rows:
+        for mode in MODES:
+            crops = results[mode].get("crops", "")
+            print(f"| {n} | {mode} | {fps[mode]:.1f} | {fps[mode] / fps['naive']:.1f} | {fps[mode] / fps['decode']:.2f} "
+                  f"| {crops} | {results[mode]['peak_rss_mb']:.0f} MB |")  # fmt: skip
+    print("\nfishcam, ms per frame by stage:\n")
+    print("| fish | read (decode) | detect | track | classify | output (overlay + H.264 + logs) |")
+    print("|---|---|---|---|---|---|")
+    for n, _, per_frame, _ in rows:
+        print(f"| {n} | " + " | ".join(f"{per_frame[k]:.1f}" for k in ("read", "detect", "track", "classify", "output")) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Honest numbers about an expert: accuracy, macro and per-class precision/recall/F1, the fallback
+threshold, a confusion matrix readable at 40 classes, a gallery of mistakes, JSON and Markdown.
+
+The metric functions are pure numpy; the writers at the bottom do the I/O."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fishcam.errors import DatasetError
+from fishcam.train.data import Sample, read_image
+
+log = logging.getLogger(__name__)
+
+Predict = Callable[[list[np.ndarray]], np.ndarray]  # BGR images → (N, K) probabilities
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1/support and their macro means.
+
+    Macro means are over the classes that occur in ``y_true`` (a 40-class expert evaluated on a
+    folder of 5 species is scored on those 5); a wrong call into another class still costs the
+    recall of the true class."""
+    k = len(labels)
+    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    tp = np.diag(confusion).astype(float)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+    present = support > 0
+    per_class = [
+        {
+            "label": labels[i],
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i in range(k)
+        if present[i] or predicted[i] > 0
+    ]
+    mean = (lambda a: float(a[present].mean())) if present.any() else (lambda a: 0.0)
+    return {
+        "images": len(y_true),
+        "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
+        "macro_precision": mean(precision),
+        "macro_recall": mean(recall),
+        "macro_f1": mean(f1),
+        "classes_evaluated": int(present.sum()),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def fallback_threshold(scores: np.ndarray, correct: np.ndarray, target_accuracy: float) -> dict[str, Any]:
+    """The lowest confidence at which the calls kept (score ≥ threshold) are right at least
+    ``target_accuracy`` of the time: below it the expert is wrong too often and the fallback
+    should decide. Chosen on validation data; the most calls kept that reach the target."""
+    scores, correct = np.asarray(scores, dtype=float), np.asarray(correct, dtype=bool)
+    if not len(scores):
+        return {"threshold": None, "coverage": 0.0, "accuracy_kept": None, "target_accuracy": target_accuracy}
+    order = np.argsort(-scores, kind="stable")
+    running = np.cumsum(correct[order]) / np.arange(1, len(scores) + 1)
+    sorted_scores = scores[order]
+    # A cut can only fall between distinct scores: a call is kept or dropped with its equals.
+    last_of_value = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
+    ok = np.flatnonzero((running >= target_accuracy) & last_of_value)
+    if not len(ok):
+        threshold, kept = float(min(1.0, sorted_scores[0] + 1e-6)), 0
+    else:
+        kept = int(ok[-1]) + 1
+        threshold = float(sorted_scores[kept - 1]) if kept < len(scores) else 0.0
+    return {
+        "threshold": round(threshold, 4),
+        "coverage": kept / len(scores),
+        "accuracy_kept": float(running[kept - 1]) if kept else None,
+        "target_accuracy": target_accuracy,
+        "validation_images": len(scores),
+    }
+
+
+def predict_samples(predict: Predict, samples: Sequence[Sample], batch_size: int, progress=None) -> np.ndarray:
+    """Probabilities for samples, reading images a batch at a time (memory stays flat)."""
+    outputs = []
+    for start in range(0, len(samples), batch_size):
+        batch = samples[start : start + batch_size]
+        images = []
+        for sample in batch:
+            image = read_image(sample.path)
+            if image is None:
+                raise DatasetError(f"{sample.path} can no longer be read")
+            images.append(image)
+        outputs.append(predict(images))
+        if progress is not None:
+            progress(len(batch))
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def label_indices(samples: Sequence[Sample], labels: Sequence[str]) -> np.ndarray:
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({s.label for s in samples} - set(index))
+    if unknown:
+        import difflib
+
+        hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, labels, 1)) else "")
+                 for u in unknown[:5]]  # fmt: skip
+        raise DatasetError(
+            f"{len(unknown)} class(es) of the data are not labels of the expert: {', '.join(hints)}; "
+            f"class folder names must be spelled as the expert's labels"
+        )
+    return np.asarray([index[s.label] for s in samples], dtype=int)
+
+
+# ---- reports -----------------------------------------------------------------------------
+
+
+def write_reports(
+    out_dir: Path,
+    samples: Sequence[Sample],
+    probs: np.ndarray,
+    labels: Sequence[str],
+    title: str,
+    extra: dict[str, Any] | None = None,
+    gallery_max: int = 48,
+) -> dict[str, Any]:
+    """metrics.json, report.md, confusion.png, predictions.csv, misclassified.csv and .png."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y_true = label_indices(samples, labels)
+    y_pred = probs.argmax(axis=1)
+    scores = probs.max(axis=1)
+    metrics = classification_metrics(y_true, y_pred, labels)
+    report = {"title": title, **(extra or {}), **metrics}
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "report.md").write_text(markdown_report(report), encoding="utf-8")
+    _write_predictions(out_dir, samples, y_true, y_pred, scores, labels)
+    confusion_png(np.asarray(metrics["confusion"]), labels, out_dir / "confusion.png", title)
+    wrong = [i for i in np.argsort(-scores) if y_true[i] != y_pred[i]][:gallery_max]
+    if wrong:
+        gallery_png(
+            [samples[i].path for i in wrong],
+            [f"true {labels[y_true[i]]}\npred {labels[y_pred[i]]} {scores[i]:.2f}" for i in wrong],
+            out_dir / "misclassified.png",
+        )
+    log.info(
+        "%s: accuracy %.4f, macro F1 %.4f on %d images; reports in %s",
+        title, metrics["accuracy"], metrics["macro_f1"], metrics["images"], out_dir,
+    )  # fmt: skip
+    return report
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    lines = [
+        f"# {report['title']}",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| images | {report['images']} |",
+        f"| accuracy | {report['accuracy']:.4f} |",
+        f"| macro precision | {report['macro_precision']:.4f} |",
+        f"| macro recall | {report['macro_recall']:.4f} |",
+        f"| macro F1 | {report['macro_f1']:.4f} |",
+    ]
+    threshold = report.get("fallback_threshold")
+    if isinstance(threshold, dict) and threshold.get("threshold") is not None:
+        lines.append(
+            f"| recommended fallback threshold (validation) | {threshold['threshold']:.3f} "
+            f"(keeps {threshold['coverage']:.0%} of calls) |"
+        )
+    lines += ["", "| class | precision | recall | f1-score | support |", "|---|---|---|---|---|"]
+    for row in report["per_class"]:
+        lines.append(
+            f"| {row['label']} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |"
+        )
+    lines += ["", "Macro means are over the classes present in the data.", "", "![confusion](confusion.png)", ""]
+    return "\n".join(lines)
+
+
+def _write_predictions(out_dir, samples, y_true, y_pred, scores, labels) -> None:
+    fields = ["path", "label", "predicted", "score"]
+    rows = [
+        {"path": str(s.path), "label": labels[t], "predicted": labels[p], "score": f"{c:.4f}"}
+        for s, t, p, c in zip(samples, y_true, y_pred, scores, strict=True)
+    ]
+    for name, subset in (("predictions.csv", rows), ("misclassified.csv", [r for r in rows if r["label"] != r["predicted"]])):
+        with (out_dir / name).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(subset)
+
+
+def confusion_png(confusion: np.ndarray, labels: Sequence[str], path: Path, title: str) -> None:
+    """Row-normalised colours (recall per class), counts in the cells; the figure grows with the
+    class count so 40 names stay legible."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    k = len(labels)
+    side = max(5.0, 0.32 * k + 2.5)
+    fig = Figure(figsize=(side + 1.5, side), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    rows = confusion.sum(axis=1, keepdims=True)
+    norm = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
+    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="share of the true class")
+    font = 8 if k <= 20 else 6
+    ax.set_xticks(range(k), labels, rotation=90, fontsize=font)
+    ax.set_yticks(range(k), labels, fontsize=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i, j in zip(*np.nonzero(confusion), strict=True):
+        colour = "white" if norm[i, j] > 0.5 else "black"
+        ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=font - 1, color=colour)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def gallery_png(paths: Sequence[Path], captions: Sequence[str], path: Path, columns: int = 8) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = math.ceil(len(paths) / columns)
+    cols = min(columns, len(paths))
+    fig = Figure(figsize=(2.0 * cols, 2.4 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    for n, (image_path, caption) in enumerate(zip(paths, captions, strict=True)):
+        ax = fig.add_subplot(rows, cols, n + 1)
+        image = read_image(image_path)
+        if image is not None:
+            ax.imshow(image[..., ::-1])
+        ax.set_title(caption, fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
