@@ -85,6 +85,9 @@ class ExpertConfig(_Section):
     weights: str = Field(EXPERT_DEFAULT, description="checkpoint, safetensors or manifest")
     threshold: float = Field(0.6, ge=0, le=1, description="below this the fallback is asked")
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: fp16 on CUDA, bf16 on CPUs that have it, else fp32"
+    )
     batch_size: int = Field(16, ge=1)
 
 
@@ -128,6 +131,7 @@ class RenderConfig(_Section):
     video: bool = True
     crf: int = Field(23, ge=0, le=51)
     preset: str = "veryfast"
+    max_width: int | None = Field(None, ge=64, description="scale the annotated video down to this width")
     thickness: int = Field(2, ge=1)
     text_scale: float = Field(0.5, gt=0)
 

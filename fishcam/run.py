@@ -35,6 +35,7 @@ from fishcam.render.overlay import Overlay
 from fishcam.sinks.files import write_atomic
 from fishcam.sinks.run_writer import CONFIG_NAME, RotatingWriter, RunWriter
 from fishcam.sources.base import Source
+from fishcam.sources.prefetch import prefetch
 from fishcam.track.bytetrack import ByteTracker
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,9 @@ def build_caller(config: Config) -> tuple[SpeciesCaller, dict[str, Any]]:
     from fishcam.models.expert_spec import expert_spec_for
 
     cfg = config.classify
-    expert = ExpertClassifier(expert_spec_for(cfg.expert.weights), cfg.expert.device, cfg.expert.batch_size)
+    expert = ExpertClassifier(
+        expert_spec_for(cfg.expert.weights), cfg.expert.device, cfg.expert.batch_size, cfg.expert.precision
+    )
     described: dict[str, Any] = {"expert": expert.describe()}
     fallback = None
     if cfg.fallback.species_list:
@@ -164,6 +167,7 @@ def run(
             overlay=overlay,
             crf=config.render.crf,
             preset=config.render.preset,
+            max_width=config.render.max_width,
             detections_log=config.output.detections_log,
             flush_interval_s=config.source.live.flush_interval_s,
         )
@@ -173,8 +177,10 @@ def run(
     health = HealthLog(source, config.source.live.health_interval_s, on_progress)
     exit_code, error = EXIT_OK, None
     started = time.time()
+    # Files decode ahead on a thread; live sources already have their reader.
+    frames = source if live else prefetch(source)
     try:
-        stats = pipeline.run(source, source.fps, writer, health.update)
+        stats = pipeline.run(frames, source.fps, writer, health.update)
     except Terminated:
         exit_code, error, stats = EXIT_TERMINATED, "terminated (SIGTERM)", pipeline.stats
     except KeyboardInterrupt:
@@ -184,6 +190,8 @@ def run(
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        if frames is not source:
+            frames.close()  # stop the decoding thread before the source goes
         source.close()
         status = source.status
         if exit_code == EXIT_OK and status.gave_up:

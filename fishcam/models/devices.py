@@ -16,3 +16,20 @@ def pick_device(requested: str) -> str:
     if requested != "cpu" and not requested.startswith("cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {requested!r}")
     return requested
+
+
+def pick_precision(requested: str, device: str) -> str:
+    """``auto`` → fp16 on CUDA, bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32."""
+    import torch
+
+    if requested != "auto":
+        if requested == "fp16" and not device.startswith("cuda"):
+            raise ConfigError("precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+        return requested
+    if device.startswith("cuda"):
+        return "fp16"
+    bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "bf16" if bf16 else "fp32"
+
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}

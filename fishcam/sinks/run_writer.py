@@ -16,9 +16,9 @@ from typing import Any
 
 from fishcam.classify.ledger import TrackLedger
 from fishcam.counts import species_counts
-from fishcam.render.overlay import Overlay
+from fishcam.render.overlay import Overlay, label_text
 from fishcam.sinks.files import CallsLog, DetectionsLog, write_counts, write_json, write_tracks
-from fishcam.sinks.video import H264Writer
+from fishcam.sinks.video import AnnotatedVideo, H264Writer
 from fishcam.types import CallRecord, Detections, Frame, TrackSummary
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,20 @@ class RunWriter:
         overlay: Overlay | None,
         crf: int = 23,
         preset: str = "veryfast",
+        max_width: int | None = None,
         detections_log: bool = True,
         flush_interval_s: float = 10.0,
     ) -> None:
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         self.tracks: list[TrackSummary] = []
-        self.overlay = overlay
-        self.video = H264Writer(out_dir / VIDEO_NAME, width, height, fps, crf, preset) if overlay else None
+        self.video = None
+        if overlay is not None:
+            scale = min(1.0, max_width / width) if max_width else 1.0
+            encoder = H264Writer(out_dir / VIDEO_NAME, round(width * scale), round(height * scale), fps, crf, preset)
+            self.video = AnnotatedVideo(
+                encoder, lambda image, tracked, labels: overlay.draw_labels(image, tracked, labels, max_width)
+            )
         self.log = DetectionsLog(out_dir / DETECTIONS_NAME, class_names) if detections_log else None
         self.calls = CallsLog(out_dir / CALLS_NAME)
         self.flush_interval_s = flush_interval_s
@@ -62,8 +68,10 @@ class RunWriter:
     def on_frame(self, frame: Frame, detections: Detections, detected: bool, ledger: TrackLedger) -> None:
         if detected and self.log is not None:
             self.log.write(frame, detections)
-        if self.video is not None and self.overlay is not None:
-            self.video.write(self.overlay.draw(frame.image_bgr, detections, ledger.label))
+        if self.video is not None:
+            tracked = detections.filter(detections.track_id >= 0)
+            labels = [label_text(tid, ledger.label(tid)) for tid in tracked.track_id.tolist()]
+            self.video.submit(frame.image_bgr, tracked, labels)
         if time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
 

@@ -50,3 +50,44 @@ class H264Writer:
             self._container.mux(packet)
         self._container.close()
         self._container = None
+
+
+class AnnotatedVideo:
+    """Overlay drawing and H.264 encoding on their own thread, behind a bounded queue.
+
+    PyAV and OpenCV release the GIL, so encoding overlaps detection; the queue is bounded, so a
+    slow encoder slows the loop down rather than filling memory, and no frame is skipped.
+    """
+
+    def __init__(self, writer: H264Writer, draw, depth: int = 16) -> None:
+        import queue
+        import threading
+
+        self.writer = writer
+        self.draw = draw  # (image, detections, labels) -> image
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="fishcam-video", daemon=True)
+        self._thread.start()
+
+    def submit(self, image_bgr: np.ndarray, detections, labels: list[str]) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"video encoding failed: {self._error}") from self._error
+        self._queue.put((image_bgr, detections, labels))
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                self.writer.write(self.draw(*item))
+            except Exception as exc:  # reported to the frame loop on its next submit
+                self._error = exc
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self.writer.close()

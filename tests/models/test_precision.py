@@ -1,0 +1,49 @@
+"""The fast path (bf16 on CPU) decides as torch fp32 does, with the same real weights."""
+
+import cv2
+import numpy as np
+import pytest
+from builders import SAMPLES, read_ground_truth, write_efficientnet_manifest
+
+from fishcam.classify.crops import crop
+from fishcam.classify.expert import ExpertClassifier
+from fishcam.models.devices import pick_precision
+from fishcam.models.expert_spec import expert_spec_for
+
+pytestmark = pytest.mark.model
+
+
+def sample_crops(every=10):
+    rows = [r for r in read_ground_truth("dive_sample") if r["frame"] % every == 0]
+    capture = cv2.VideoCapture(str(SAMPLES / "dive_sample.mp4"))
+    crops, frame_index = [], 0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        boxes = [[r["x1"], r["y1"], r["x2"], r["y2"]] for r in rows if r["frame"] == frame_index]
+        if boxes:
+            crops += crop(image, np.array(boxes, np.float32), 0.1)
+        frame_index += 1
+    return crops
+
+
+@pytest.mark.skipif(pick_precision("auto", "cpu") != "bf16", reason="this CPU has no native bf16")
+def test_bf16_decides_like_fp32_on_real_weights(tmp_path):
+    spec = expert_spec_for(str(write_efficientnet_manifest(tmp_path)))
+    crops = sample_crops()
+    assert len(crops) > 60
+    fp32 = ExpertClassifier(spec, device="cpu", precision="fp32").predict(crops)
+    bf16 = ExpertClassifier(spec, device="cpu", precision="bf16").predict(crops)
+    agree = np.mean(fp32.argmax(axis=1) == bf16.argmax(axis=1))
+    assert agree >= 0.99, agree
+    top = fp32.argmax(axis=1)
+    rows = np.arange(len(top))
+    assert np.abs(fp32[rows, top] - bf16[rows, top]).mean() < 0.03  # scores move little, too
+
+
+def test_precision_choice():
+    assert pick_precision("fp32", "cpu") == "fp32"
+    assert pick_precision("auto", "cuda:0") == "fp16"
+    with pytest.raises(Exception, match="needs a CUDA device"):
+        pick_precision("fp16", "cpu")
