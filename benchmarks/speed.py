@@ -110,7 +110,11 @@ def run_naive(clip: Path, args: argparse.Namespace) -> dict:
     model.load_state_dict(torch.load(expert_checkpoint(), weights_only=True))
     model = model.eval().to(args.device)
     prep = transforms.Compose(
-        [transforms.Resize((224, 224)), transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+        [
+            transforms.Resize((224, 224)),
+            transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
     )
     cap = cv2.VideoCapture(str(clip))
     frames, crops, start = 0, 0, time.perf_counter()
@@ -195,14 +199,18 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for n, fps, _, results in rows:
         for mode in MODES:
-            crops = results[mode].get("crops", "")
-            print(f"| {n} | {mode} | {fps[mode]:.1f} | {fps[mode] / fps['naive']:.1f} | {fps[mode] / fps['decode']:.2f} "
-                  f"| {crops} | {results[mode]['peak_rss_mb']:.0f} MB |")  # fmt: skip
+            crops, rss = results[mode].get("crops", ""), results[mode]["peak_rss_mb"]
+            ratios = f"{fps[mode] / fps['naive']:.1f} | {fps[mode] / fps['decode']:.2f}"
+            print(f"| {n} | {mode} | {fps[mode]:.1f} | {ratios} | {crops} | {rss:.0f} MB |")
     print("\nfishcam, ms per frame by stage:\n")
     print("| fish | read (decode) | detect | track | classify | output (overlay + H.264 + logs) |")
     print("|---|---|---|---|---|---|")
     for n, _, per_frame, _ in rows:
-        print(f"| {n} | " + " | ".join(f"{per_frame[k]:.1f}" for k in ("read", "detect", "track", "classify", "output")) + " |")
+        print(
+            f"| {n} | "
+            + " | ".join(f"{per_frame[k]:.1f}" for k in ("read", "detect", "track", "classify", "output"))
+            + " |"
+        )
 
 
 if __name__ == "__main__":
