@@ -68,6 +68,9 @@ class DetectorConfig(_Section):
     iou: float = Field(0.5, gt=0, le=1)
     image_size: int = Field(640, ge=32)
     device: str = "auto"
+    backend: Literal["auto", "torch", "openvino", "onnx", "tensorrt"] = Field(
+        "auto", description="inference runtime for .pt weights; auto: OpenVINO on CPU, TensorRT on CUDA if installed"
+    )
     stride: int = Field(1, ge=1, description="detect on every k-th frame; the tracker bridges")
     motion: MotionConfig = MotionConfig()
 

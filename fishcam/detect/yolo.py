@@ -40,6 +40,28 @@ def _offline_ultralytics() -> None:
         os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
 
 
+def _exports_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fishcam" / "exports"
+
+
+def pick_backend(requested: str, device: str) -> str:
+    """``auto``: TensorRT on CUDA and OpenVINO on CPU where they are installed, else torch."""
+    import importlib.util
+
+    if requested != "auto":
+        return requested
+    if device.startswith("cuda"):
+        return "tensorrt" if importlib.util.find_spec("tensorrt") else "torch"
+    return "openvino" if importlib.util.find_spec("openvino") else "torch"
+
+
+EXPORT_FORMATS = {
+    "openvino": ("openvino", "_openvino_model"),
+    "tensorrt": ("engine", ".engine"),
+    "onnx": ("onnx", ".onnx"),
+}
+
+
 class YoloDetector:
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
@@ -51,14 +73,39 @@ class YoloDetector:
         from ultralytics.utils import SETTINGS
 
         SETTINGS.update({"sync": False})
-        try:
-            self._model = YOLO(str(self.path), task="detect")
-        except Exception as exc:  # ultralytics raises many types for a bad file
-            raise ModelError(f"cannot load detector {self.path}: {exc}".split("\n")[0]) from exc
         self.device = pick_device(config.device)
+        self.backend = pick_backend(config.backend, self.device) if self.path.suffix == ".pt" else "as given"
+        self.model_path = self._exported() if self.backend not in {"torch", "as given"} else self.path
+        try:
+            self._model = YOLO(str(self.model_path), task="detect")
+        except Exception as exc:  # ultralytics raises many types for a bad file
+            raise ModelError(f"cannot load detector {self.model_path}: {exc}".split("\n")[0]) from exc
         names = self._model.names or {}
         self.class_names = {int(k): str(v) for k, v in (names.items() if isinstance(names, dict) else enumerate(names))}
         self._class_ids = self._resolve_classes(config.classes)
+
+    def _exported(self) -> Path:
+        """The weights exported for this backend, cached by checksum: reused while the weights
+        stay the same, rebuilt when they change. Exporting takes seconds, once."""
+        fmt, suffix = EXPORT_FORMATS[self.backend]
+        key = f"{hub.sha256_file(self.path)[:16]}-{self.backend}-{self.config.image_size}"
+        folder = _exports_dir() / key
+        target = folder / f"model{suffix}"
+        if target.exists():
+            return target
+        from ultralytics import YOLO
+
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.path, folder / "model.pt")
+        log.info("exporting detector %s to %s (once; cached in %s)", self.path.name, self.backend, folder)
+        try:
+            options = {"half": True} if self.backend == "tensorrt" else {}
+            exported = YOLO(str(folder / "model.pt"), task="detect").export(
+                format=fmt, imgsz=self.config.image_size, device=self.device, verbose=False, **options
+            )
+        except Exception as exc:
+            raise ModelError(f"cannot export detector to {self.backend}: {exc}; use detector.backend=torch") from exc
+        return Path(exported)
 
     def _resolve_classes(self, wanted: list[str | int] | None) -> list[int] | None:
         if not wanted:
@@ -102,6 +149,7 @@ class YoloDetector:
             "kind": "yolo",
             "weights": self.config.weights,
             **hub.describe(self.path),
+            "backend": self.backend,
             "classes": self._class_ids,
             "image_size": self.config.image_size,
             "device": self.device,

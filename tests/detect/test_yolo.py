@@ -82,13 +82,29 @@ def onnx_detector(tmp_path_factory):
     return exported
 
 
-def test_onnx_export_gives_the_same_boxes(onnx_detector):
-    pt, onnx = detector(), detector(onnx_detector)
+def same_boxes(a, b):
+    assert len(a) == len(b)
+    order_a, order_b = np.argsort(a.xyxy[:, 0]), np.argsort(b.xyxy[:, 0])
+    assert np.allclose(a.xyxy[order_a], b.xyxy[order_b], atol=2.0)
+
+
+def test_every_runtime_backend_finds_the_same_boxes_as_torch(onnx_detector):
+    torch_detector = detector(TEST_DETECTOR, "detector.backend=torch")
+    openvino = detector(TEST_DETECTOR, "detector.backend=openvino")
+    assert (torch_detector.backend, openvino.backend) == ("torch", "openvino")
+    onnx = detector(onnx_detector)
     for frame in sample_frames([20, 150]):
-        a, b = pt.detect(frame), onnx.detect(frame)
-        assert len(a) == len(b)
-        order_a, order_b = np.argsort(a.xyxy[:, 0]), np.argsort(b.xyxy[:, 0])
-        assert np.allclose(a.xyxy[order_a], b.xyxy[order_b], atol=2.0)
+        reference = torch_detector.detect(frame)
+        same_boxes(reference, openvino.detect(frame))
+        same_boxes(reference, onnx.detect(frame))
+
+
+def test_exports_are_cached_by_checksum(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = detector(TEST_DETECTOR, "detector.backend=openvino")
+    again = detector(TEST_DETECTOR, "detector.backend=openvino")
+    assert first.model_path == again.model_path and first.model_path.is_relative_to(tmp_path)
+    assert len(list((tmp_path / "fishcam" / "exports").iterdir())) == 1
 
 
 def test_black_frame_has_no_fish():
