@@ -24,6 +24,7 @@ class LookPolicy:
     settle_votes: int = 3
     better_view_ratio: float = 1.5
     edge_margin_px: int = 2
+    max_crops_per_frame: int = 4
 
 
 @dataclass
@@ -85,7 +86,10 @@ class TrackLedger:
             if track.settled(p.settle_votes) and areas[i] < p.better_view_ratio * track.best_area_looked:
                 continue
             chosen.append(i)
-        return np.asarray(chosen, dtype=np.int64)
+        # A frame's budget: tracks never looked at first, then the fewest looks, then the biggest view;
+        # the rest wait for a later frame, so no frame stalls on a burst of new fish.
+        chosen.sort(key=lambda i: (self._tracks[int(detections.track_id[i])].looks, -areas[i]))
+        return np.asarray(chosen[: p.max_crops_per_frame], dtype=np.int64)
 
     def observe(self, track_id: int, frame_index: int, call: SpeciesCall | None, area: float) -> None:
         """Count one look at a track's crop, with its call, or None while the answer is pending."""

@@ -71,3 +71,14 @@ def test_count_only_tracks_are_unclassified():
     (summary,) = ledger.close_all()
     assert (summary.species, summary.origin) == ("unclassified", Origin.NONE)
     assert np.array_equal(summary.frames, (0,))
+
+
+def test_frame_budget_serves_new_tracks_first_then_bigger_views():
+    ledger = TrackLedger(LookPolicy(min_box_px=10, min_gap_frames=0, max_crops_per_frame=2))
+    d = dets([[10, 10, 40, 40], [50, 50, 100, 100], [120, 120, 140, 140]], [1, 2, 3])
+    ledger.update(0, 0.0, d)
+    assert ledger.select(0, d, 200, 200).tolist() == [1, 0]  # biggest first, two at most
+    ledger.observe(2, 0, SpeciesCall("cod", 0.9, Origin.EXPERT), 2500)
+    ledger.observe(1, 0, SpeciesCall("cod", 0.9, Origin.EXPERT), 900)
+    ledger.update(1, 0.1, d)
+    assert ledger.select(1, d, 200, 200).tolist()[0] == 2  # the track not yet looked at goes first
