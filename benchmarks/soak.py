@@ -31,9 +31,16 @@ sys.path.insert(0, str(ROOT / "tests" / "live"))
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--drop-at", type=float, default=0.5, help="fraction of the run at which the server dies")
+    parser.add_argument(
+        "--drop-at", type=float, default=0.5, help="when the server dies (fraction of the run; 0: never)"
+    )
     parser.add_argument("--detector", default=str(ROOT / "tests/data/detector/fish_yolov8n.pt"))
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "soak")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "dive.yaml")
+    parser.add_argument(
+        "--fallback", choices=["tiny", "ViT-L-14"], default="tiny",
+        help="the fallback's architecture: ViT-L-14 is BioCLIP-2's real size (random weights, 1.7 GB)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     import builders
@@ -45,10 +52,13 @@ def main() -> None:
 
     models = Path(tempfile.mkdtemp(prefix="fishcam-soak-"))
     expert = builders.save_model_card_checkpoint(models / "balik_modeli_final.pth")
-    clip = builders.save_tiny_open_clip(models / "tiny-bioclip")
+    if args.fallback == "tiny":
+        clip = builders.save_tiny_open_clip(models / "tiny-bioclip")
+    else:
+        clip = builders.save_open_clip_architecture(models / "bioclip-size", args.fallback)
     seconds = args.minutes * 60
     config = load_config(
-        ROOT / "configs" / "dive.yaml",
+        args.config,
         [
             f"detector.weights={args.detector}", "detector.image_size=320",
             f"classify.expert.weights={expert}", f"classify.fallback.model={clip}",
@@ -67,7 +77,7 @@ def main() -> None:
         dropped = False
         while time.monotonic() - start < seconds:
             rss.append((time.monotonic() - start, process.memory_info().rss))
-            if not dropped and time.monotonic() - start >= seconds * args.drop_at:
+            if args.drop_at > 0 and not dropped and time.monotonic() - start >= seconds * args.drop_at:
                 dropped = True
                 server.kill()
                 time.sleep(3)
@@ -105,6 +115,10 @@ def main() -> None:
         ("forced drop: first frame after restart", f"{back:.2f} s"),
         ("reconnects / outages", f"{live['reconnects']} / {live['outages']}"),
         ("tracks", str(summary["tracks"])),
+        (
+            "fallback calls (crops sent / refused)",
+            f"{summary['calls'].get('fallback_crops', 0)} / {summary['calls'].get('fallback_refused', 0)}",
+        ),
         ("exit code", str(code)),
     ]
     width = max(len(k) for k, _ in table)

@@ -1,4 +1,4 @@
-"""Command line: ``fishcam run|classify|models``. Heavy imports happen after parsing so ``--help``
+"""Command line: ``fishcam run|classify|models|train|eval``. Heavy imports happen after parsing so ``--help``
 is instant; ``main(argv)`` returns the exit code (see README, "Exit codes")."""
 
 from __future__ import annotations
@@ -51,6 +51,27 @@ def _parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(dest="models_command", required=True)
     models_sub.add_parser("fetch", parents=[common], help="download the config's models into the standard caches")
     models_sub.add_parser("list", parents=[common], help="show which models are present on this machine")
+
+    logging_opts = argparse.ArgumentParser(add_help=False)
+    logging_opts.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    logging_opts.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    train = sub.add_parser("train", parents=[logging_opts], help="train a species expert on your own images")
+    train.add_argument("data", type=Path, help="folder of species folders, {train,val,test}/ folders, or a CSV")
+    train.add_argument("--out", type=Path, required=True, help="output folder (checkpoints, reports, expert)")
+    train.add_argument("--config", type=Path, help="training config (default: the recipe, see configs/train.yaml)")
+    train.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a training config value, e.g. --set stage2.epochs=10 (repeatable)",
+    )  # fmt: skip
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+
+    evaluate = sub.add_parser("eval", parents=[logging_opts], help="measure an expert on labelled images")
+    evaluate.add_argument("data", type=Path, help="folder of species folders (names = the expert's labels) or a CSV")
+    evaluate.add_argument("--expert", required=True, help="manifest (.json/.yaml) or published-format checkpoint")
+    evaluate.add_argument("--out", type=Path, required=True, help="report folder")
+    evaluate.add_argument("--split", help="with train/val/test folders or a split column: which split (default test)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    evaluate.add_argument("--batch-size", type=int, default=32)
     return parser
 
 
@@ -59,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.quiet, args.log_json)
     try:
+        if args.command == "train":
+            return _cmd_train(args)
+        if args.command == "eval":
+            return _cmd_eval(args)
         from fishcam.config import load_config
 
         overrides = list(args.overrides)
@@ -167,6 +192,33 @@ def _cmd_classify(args: argparse.Namespace, config) -> int:
 
     rows = classify_images(args.images, config)
     print(render(rows, args.format), end="")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from fishcam.train.config import load_train_config
+    from fishcam.train.trainer import train
+
+    config = load_train_config(args.config, args.overrides)
+    _terminate_on_sigterm()
+    try:
+        result = train(args.data, args.out, config, resume=args.resume, show_progress=not (args.quiet or args.log_json))
+    except KeyboardInterrupt:
+        log.error("training interrupted: the last finished epoch is saved; continue with --resume")
+        raise
+    log.info(
+        "best epoch %d (validation macro-F1 %.4f); expert manifest for fishcam run: %s",
+        result.best_epoch,
+        result.best_val_macro_f1,
+        result.manifest,
+    )
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from fishcam.train.evaluate import evaluate_expert
+
+    evaluate_expert(args.data, args.expert, args.out, args.split, args.device, args.batch_size)
     return 0
 
 

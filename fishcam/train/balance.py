@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import random
 from collections import Counter
@@ -51,7 +50,12 @@ def balance_report(plans: list[ClassPlan]) -> dict[str, Any]:
     after = [p.per_epoch for p in plans if p.per_epoch]
     return {
         "classes": {p.label: {"before": p.available, "after": p.per_epoch, "action": p.action} for p in plans},
-        "before": {"images": sum(before), "min": min(before), "max": max(before), "imbalance": max(before) / min(before)},
+        "before": {
+            "images": sum(before),
+            "min": min(before),
+            "max": max(before),
+            "imbalance": max(before) / min(before),
+        },
         "after": {"images": sum(after), "min": min(after), "max": max(after), "imbalance": max(after) / min(after)},
     }
 
@@ -188,7 +192,3 @@ def sample_rng(seed: int, epoch: int, position: int) -> np.random.Generator:
     """One generator per (seed, epoch, position in the epoch): augmentations do not depend on
     worker count or on where a run was resumed."""
     return np.random.default_rng([seed, epoch, position])
-
-
-def balanced_epoch_size(plans: list[ClassPlan], batch_size: int) -> int:
-    return math.ceil(sum(p.per_epoch for p in plans) / batch_size)

@@ -44,9 +44,7 @@ class PreprocessConfig(_Section):
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"
 
     def spec(self) -> Preprocess:
-        return Preprocess(
-            size=(self.size, self.size), mean=self.mean, std=self.std, interpolation=self.interpolation
-        )
+        return Preprocess(size=(self.size, self.size), mean=self.mean, std=self.std, interpolation=self.interpolation)
 
 
 class AugmentConfig(_Section):
@@ -89,6 +87,9 @@ class Stage2Config(_Section):
     backbone_lr: float = Field(1e-5, gt=0)
     head_lr: float = Field(1e-4, gt=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine ends at this share of each start LR")
+    freeze_batchnorm: bool = Field(
+        False, description="keep batch-norm statistics fixed (helps small batches; ConvNeXt has none)"
+    )
 
 
 class EarlyStoppingConfig(_Section):

@@ -90,15 +90,14 @@ def load_splits(source: Path, cfg: DataConfig, seed: int) -> Splits:
             by_split[key].append(Sample(_relative(source, row["path"]), row["label"]))
     elif (source / "train").is_dir():
         given = True
-        by_split = {name: _scan_classes(source / name, cfg, empty) if (source / name).is_dir() else [] for name in SPLITS}
+        by_split = {
+            name: _scan_classes(source / name, cfg, empty) if (source / name).is_dir() else [] for name in SPLITS
+        }
     else:
         given = False
         by_split = {"all": _scan_classes(source, cfg, empty)}
     by_split = {name: _readable(samples, skipped) for name, samples in by_split.items()}
-    if given:
-        splits = _check_given(by_split, source)
-    else:
-        splits = _stratified(by_split["all"], cfg, seed)
+    splits = _check_given(by_split, source) if given else _stratified(by_split["all"], cfg, seed)
     splits.skipped, splits.empty_classes = skipped, sorted(set(empty))
     for label in splits.empty_classes:
         splits.warnings.append(f"class folder {label!r} has no readable images: it is not a class")

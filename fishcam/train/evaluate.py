@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fishcam.errors import DatasetError
-from fishcam.train.data import Sample, read_image
+from fishcam.train.data import Sample, read_image, read_labelled
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def fallback_threshold(scores: np.ndarray, correct: np.ndarray, target_accuracy:
         threshold, kept = float(min(1.0, sorted_scores[0] + 1e-6)), 0
     else:
         kept = int(ok[-1]) + 1
-        threshold = float(sorted_scores[kept - 1]) if kept < len(scores) else 0.0
+        threshold = float(sorted_scores[kept - 1])
     return {
         "threshold": round(threshold, 4),
         "coverage": kept / len(scores),
@@ -194,7 +194,10 @@ def _write_predictions(out_dir, samples, y_true, y_pred, scores, labels) -> None
         {"path": str(s.path), "label": labels[t], "predicted": labels[p], "score": f"{c:.4f}"}
         for s, t, p, c in zip(samples, y_true, y_pred, scores, strict=True)
     ]
-    for name, subset in (("predictions.csv", rows), ("misclassified.csv", [r for r in rows if r["label"] != r["predicted"]])):
+    for name, subset in (
+        ("predictions.csv", rows),
+        ("misclassified.csv", [r for r in rows if r["label"] != r["predicted"]]),
+    ):
         with (out_dir / name).open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
@@ -246,3 +249,31 @@ def gallery_png(paths: Sequence[Path], captions: Sequence[str], path: Path, colu
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path)
+
+
+def evaluate_expert(
+    data: Path,
+    weights: str,
+    out_dir: Path,
+    split: str | None = None,
+    device: str = "auto",
+    batch_size: int = 32,
+    gallery_max: int = 48,
+) -> dict[str, Any]:
+    """``fishcam eval``: any expert (a manifest, or a checkpoint in the published format) on a
+    labelled folder or CSV, through the same code ``fishcam run`` uses to classify crops."""
+    from fishcam.classify.expert import ExpertClassifier
+    from fishcam.models.expert_spec import expert_spec_for
+    from fishcam.train.config import DataConfig
+
+    samples, skipped = read_labelled(Path(data), DataConfig(), split)
+    expert = ExpertClassifier(expert_spec_for(weights), device=device, batch_size=batch_size)
+    label_indices(samples, expert.labels)  # fail on unknown class names before the slow part
+    log.info(
+        "evaluating %s on %d images of %d classes", expert.spec.name, len(samples), len({s.label for s in samples})
+    )
+    probs = predict_samples(expert.predict, samples, batch_size)
+    return write_reports(
+        Path(out_dir), samples, probs, expert.labels, f"{expert.spec.name} on {Path(data).name}",
+        extra={"expert": expert.describe(), "skipped": skipped}, gallery_max=gallery_max,
+    )  # fmt: skip

@@ -103,5 +103,10 @@ def initialise(model: torch.nn.Module, spec: ExpertSpec, cfg: ModelConfig) -> st
             f"shape mismatch {wrong[:3]}, missing {missing[:3]} (try model.pretrained_key_match=order for a port)"
         )
     model.load_state_dict({k: v for k, v in state.items() if k in target}, strict=False)
+    # Some libraries initialise heads for training from scratch (timm's EfficientNet: uniform
+    # ±1/sqrt(classes)); on pretrained features that gives huge first logits. Start near zero.
+    head = head_module(model, spec)
+    torch.nn.init.normal_(head.weight, std=0.01)
+    torch.nn.init.zeros_(head.bias)
     log.info("initialised %s from %s (head: %d fresh outputs)", spec.architecture, path, len(spec.labels))
     return str(path)
