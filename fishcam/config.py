@@ -86,7 +86,9 @@ class TrackerConfig(_Section):
 
 class ExpertConfig(_Section):
     weights: str = Field(EXPERT_DEFAULT, description="checkpoint, safetensors or manifest")
-    threshold: float = Field(0.6, ge=0, le=1, description="below this the fallback is asked")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="below this the fallback is asked; null: the manifest's recommendation, else 0.6"
+    )
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: fp16 on CUDA, bf16 on CPUs that have it, else fp32"

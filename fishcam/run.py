@@ -40,6 +40,8 @@ from fishcam.track.bytetrack import ByteTracker
 
 log = logging.getLogger(__name__)
 
+DEFAULT_EXPERT_THRESHOLD = 0.6
+
 
 @dataclass
 class Components:
@@ -124,7 +126,11 @@ def build_caller(config: Config) -> tuple[SpeciesCaller, dict[str, Any]]:
         described["fallback"] = fallback.describe()
     else:
         log.info("no fallback: classify.fallback.species_list is not set, so unsure expert calls become 'unknown'")
-    return SpeciesCaller(expert, fallback, cfg.expert.threshold, cfg.fallback.threshold), described
+    threshold = cfg.expert.threshold
+    if threshold is None:  # the threshold `fishcam train` measured on its validation split, if any
+        threshold = float(expert.spec.extra.get("fallback_threshold", DEFAULT_EXPERT_THRESHOLD))
+    described["expert"]["threshold"] = threshold
+    return SpeciesCaller(expert, fallback, threshold, cfg.fallback.threshold), described
 
 
 def run(

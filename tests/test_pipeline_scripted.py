@@ -63,3 +63,24 @@ def test_counts_and_max_n_are_exact(scripted_run):
     assert (cod["first_seen_s"], cod["last_seen_s"]) == ("0.100", "5.900")
     assert (counts["Pterois volitans"]["unique_tracks"], counts["Pterois volitans"]["max_n"]) == ("1", "1")
     assert counts["unknown"]["max_n_frame"] == "21"
+
+
+def test_expert_threshold_comes_from_the_manifest_unless_set(tmp_path, convnext_checkpoint):
+    import json
+
+    from fishcam.models.expert_spec import PUBLISHED_LABELS
+    from fishcam.run import build_caller
+
+    manifest = tmp_path / "expert.json"
+    manifest.write_text(json.dumps({
+        "architecture": "torchvision:convnext_tiny", "head": "classifier.2", "weights": str(convnext_checkpoint),
+        "labels": list(PUBLISHED_LABELS), "fallback_threshold": 0.83,
+    }))  # fmt: skip
+    caller, described = build_caller(load_config(None, [f"classify.expert.weights={manifest}"]))
+    assert caller.expert_threshold == 0.83 == described["expert"]["threshold"]
+    caller, _ = build_caller(
+        load_config(None, [f"classify.expert.weights={manifest}", "classify.expert.threshold=0.5"])
+    )
+    assert caller.expert_threshold == 0.5
+    caller, _ = build_caller(load_config(None, [f"classify.expert.weights={convnext_checkpoint}"]))
+    assert caller.expert_threshold == 0.6
