@@ -139,10 +139,15 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
     from fishcam.progress import RunProgress
     from fishcam.run import build_components, run
     from fishcam.sources import open_source
+    from fishcam.sources.live import is_live
 
-    source = open_source(args.source, config.source)
+    if is_live(args.source):  # load the models before connecting: a camera does not wait
+        components = build_components(config)
+        source = open_source(args.source, config.source)
+    else:  # a wrong path is reported before seconds of model loading
+        source = open_source(args.source, config.source)
+        components = build_components(config)
     out_dir = args.out or Path("runs") / _default_name(args.source)
-    components = build_components(config)
     log.info("processing %s (%dx%d, %.2f fps) into %s", source.name, source.width, source.height, source.fps, out_dir)
     _terminate_on_sigterm()
     with RunProgress(source.status.frames_expected, enabled=not args.quiet and not args.log_json) as progress:

@@ -93,6 +93,9 @@ class ExpertConfig(_Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: fp16 on CUDA, bf16 on CPUs that have it, else fp32"
     )
+    backend: Literal["auto", "torch", "openvino"] = Field(
+        "auto", description="auto: torch (bf16 autocast keeps fp32's decisions); openvino: faster, bf16 less exact"
+    )
     batch_size: int = Field(16, ge=1)
 
 

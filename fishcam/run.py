@@ -111,7 +111,11 @@ def build_caller(config: Config) -> tuple[SpeciesCaller, dict[str, Any]]:
 
     cfg = config.classify
     expert = ExpertClassifier(
-        expert_spec_for(cfg.expert.weights), cfg.expert.device, cfg.expert.batch_size, cfg.expert.precision
+        expert_spec_for(cfg.expert.weights),
+        cfg.expert.device,
+        cfg.expert.batch_size,
+        cfg.expert.precision,
+        cfg.expert.backend,
     )
     described: dict[str, Any] = {"expert": expert.describe()}
     fallback = None

@@ -13,7 +13,7 @@ from fishcam.classify.preprocess import to_batch
 from fishcam.errors import ModelError
 from fishcam.models import hub
 from fishcam.models.checkpoint import load_state_dict, match_by_order
-from fishcam.models.devices import DTYPES, pick_device, pick_precision
+from fishcam.models.devices import DTYPES, exports_dir, pick_backend, pick_device, pick_precision
 from fishcam.models.expert_spec import ExpertSpec
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,14 @@ log = logging.getLogger(__name__)
 class ExpertClassifier:
     """Implements the SpeciesModel protocol for one expert spec."""
 
-    def __init__(self, spec: ExpertSpec, device: str = "auto", batch_size: int = 16, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        spec: ExpertSpec,
+        device: str = "auto",
+        batch_size: int = 16,
+        precision: str = "fp32",
+        backend: str = "torch",
+    ) -> None:
         self.spec = spec
         self.labels = spec.labels
         self.device = pick_device(device)
@@ -43,15 +50,44 @@ class ExpertClassifier:
         # Channels-last memory and bf16/fp16 autocast are what make the network fast (REFERENCE §4);
         # autocast keeps the sensitive ops in fp32, so decisions stay those of fp32 (tested).
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.backend = pick_backend(backend, self.device)
+        self._compiled = self._openvino(model) if self.backend == "openvino" else None
+
+    def _openvino(self, model: torch.nn.Module):
+        """The network converted to OpenVINO once (cached by checksum, rebuilt when the weights
+        change) and compiled for this CPU: the same runtime as the detector, so one thread pool."""
+        import openvino as ov
+
+        height, width = self.spec.preprocess.size
+        folder = exports_dir() / f"{self.sha256[:16]}-expert-openvino-{height}x{width}"
+        xml = folder / "model.xml"
+        if not xml.exists():
+            log.info("converting expert %s to OpenVINO (once; cached in %s)", self.path.name, folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            converted = ov.convert_model(
+                model.float().to(memory_format=torch.contiguous_format),
+                example_input=torch.zeros(1, 3, height, width),
+                input=[ov.PartialShape([-1, 3, height, width])],
+            )
+            ov.save_model(converted, str(xml.with_suffix(".tmp.xml")), compress_to_fp16=False)
+            for suffix in (".xml", ".bin"):
+                xml.with_suffix(".tmp" + suffix).replace(xml.with_suffix(suffix))
+        hint = {"bf16": "bf16", "fp16": "f16"}.get(self.precision, "f32")
+        return ov.Core().compile_model(
+            str(xml), "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        )
 
     @torch.inference_mode()
     def predict(self, crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
         outputs = []
         for start in range(0, len(crops_bgr), self.batch_size):
-            batch = torch.from_numpy(to_batch(crops_bgr[start : start + self.batch_size], self.spec.preprocess))
-            batch = batch.to(self.device, memory_format=torch.channels_last)
-            with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.precision != "fp32"):
-                logits = self.model(batch)
+            array = to_batch(crops_bgr[start : start + self.batch_size], self.spec.preprocess)
+            if self._compiled is not None:
+                logits = torch.from_numpy(np.asarray(self._compiled(array)[0]))
+            else:
+                batch = torch.from_numpy(array).to(self.device, memory_format=torch.channels_last)
+                with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.precision != "fp32"):
+                    logits = self.model(batch)
             outputs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         if not outputs:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
@@ -66,6 +102,7 @@ class ExpertClassifier:
             "labels": len(self.labels),
             "device": self.device,
             "precision": self.precision,
+            "backend": self.backend,
         }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from fishcam.config import DetectorConfig
 from fishcam.errors import ConfigError, ModelError
 from fishcam.models import hub
-from fishcam.models.devices import pick_device
+from fishcam.models.devices import exports_dir, pick_device
 from fishcam.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ def _offline_ultralytics() -> None:
     font download (it wants Arial in its config dir; any TTF serves for drawing labels)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_VERBOSE", "false")  # fishcam logs what matters itself
     if "YOLO_CONFIG_DIR" not in os.environ:
         config_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fishcam" / "ultralytics"
         fonts = config_dir / "Ultralytics"
@@ -38,10 +39,6 @@ def _offline_ultralytics() -> None:
         except ImportError:  # pragma: no cover - matplotlib comes with ultralytics
             pass
         os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
-
-
-def _exports_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fishcam" / "exports"
 
 
 def pick_backend(requested: str, device: str) -> str:
@@ -89,7 +86,7 @@ class YoloDetector:
         stay the same, rebuilt when they change. Exporting takes seconds, once."""
         fmt, suffix = EXPORT_FORMATS[self.backend]
         key = f"{hub.sha256_file(self.path)[:16]}-{self.backend}-{self.config.image_size}"
-        folder = _exports_dir() / key
+        folder = exports_dir() / key
         target = folder / f"model{suffix}"
         if target.exists():
             return target

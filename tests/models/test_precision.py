@@ -42,6 +42,19 @@ def test_bf16_decides_like_fp32_on_real_weights(tmp_path):
     assert np.abs(fp32[rows, top] - bf16[rows, top]).mean() < 0.03  # scores move little, too
 
 
+def test_openvino_expert_decides_like_torch_fp32(tmp_path, monkeypatch):
+    precision = "fp32"  # OpenVINO's bf16 hint changed 3 % of these decisions: not the default
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = expert_spec_for(str(write_efficientnet_manifest(tmp_path)))
+    crops = sample_crops()
+    reference = ExpertClassifier(spec, device="cpu", precision="fp32", backend="torch").predict(crops)
+    openvino = ExpertClassifier(spec, device="cpu", precision=precision, backend="openvino")
+    assert openvino.backend == "openvino"
+    assert np.mean(reference.argmax(axis=1) == openvino.predict(crops).argmax(axis=1)) >= 0.99
+    # Converted once, then read from the cache (keyed by the weights' checksum).
+    assert len(list((tmp_path / "cache" / "fishcam" / "exports").iterdir())) == 1
+
+
 def test_precision_choice():
     assert pick_precision("fp32", "cpu") == "fp32"
     assert pick_precision("auto", "cuda:0") == "fp16"
