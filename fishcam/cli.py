@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", help="with train/val/test folders or a split column: which split (default test)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     evaluate.add_argument("--batch-size", type=int, default=32)
+
+    exporter = sub.add_parser("export", parents=[logging_opts], help="a finished run in MOT, VIAME or COCO format")
+    exporter.add_argument("run_dir", type=Path, help="the --out folder of a fishcam run")
+    exporter.add_argument("--format", dest="formats", action="append", required=True, choices=["mot", "viame", "coco"])
+    exporter.add_argument("--out", type=Path, help="where to write (default: RUN_DIR/exports)")
     return parser
 
 
@@ -84,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_train(args)
         if args.command == "eval":
             return _cmd_eval(args)
+        if args.command == "export":
+            return _cmd_export(args)
         from fishcam.config import load_config
 
         overrides = list(args.overrides)
@@ -154,6 +161,16 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
         code, summary = run(source, config, out_dir, components, progress.update)
     _print_run_result(out_dir, summary, quiet=args.quiet)
     return code
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from fishcam.sinks.exports import export, read_run
+
+    run = read_run(args.run_dir)
+    for fmt in args.formats:
+        for path in export(run, fmt, args.out or args.run_dir / "exports"):
+            log.info("%s: %s", fmt, path)
+    return 0
 
 
 def _default_name(source: str) -> str:

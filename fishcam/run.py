@@ -225,6 +225,8 @@ def run(
                 "processing_s": round(stats.elapsed_s, 3),
                 "processing_fps": round(stats.fps, 2),
                 "video_fps": source.fps,
+                "width": source.width,
+                "height": source.height,
                 "crops_classified": stats.crops_classified,
                 "calls": dict(components.caller.counts) if components.caller else {},
                 "live": health.summary(stats),
