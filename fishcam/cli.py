@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from fishcam import __version__
-from fishcam.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, FishcamError, Terminated
+from fishcam.errors import EXIT_INTERRUPTED, EXIT_PARTIAL_INPUT, EXIT_TERMINATED, FishcamError, Terminated
 
 log = logging.getLogger("fishcam")
 
@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     evaluate.add_argument("--batch-size", type=int, default=32)
 
+    batch = sub.add_parser("batch", parents=[common], help="many videos, resumable, local worker processes")
+    batch.add_argument("inputs", nargs="+", help="video files, globs, folders, or a CSV manifest (path,site,date,...)")
+    batch.add_argument("--out", type=Path, required=True, help="output folder: one run folder per video + reports")
+    batch.add_argument("--workers", type=int, default=1, help="worker processes (each loads the models once)")
+
     exporter = sub.add_parser("export", parents=[logging_opts], help="a finished run in MOT, VIAME or COCO format")
     exporter.add_argument("run_dir", type=Path, help="the --out folder of a fishcam run")
     exporter.add_argument("--format", dest="formats", action="append", required=True, choices=["mot", "viame", "coco"])
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args, config)
         if args.command == "classify":
             return _cmd_classify(args, config)
+        if args.command == "batch":
+            return _cmd_batch(args, config)
         return _cmd_models(args, config)
     except FishcamError as exc:
         log.error("%s", exc)
@@ -161,6 +168,18 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
         code, summary = run(source, config, out_dir, components, progress.update)
     _print_run_result(out_dir, summary, quiet=args.quiet)
     return code
+
+
+def _cmd_batch(args: argparse.Namespace, config) -> int:
+    from fishcam.batch import run_batch
+
+    report = run_batch(args.inputs, config, args.out, workers=args.workers)
+    log.info(
+        "%d videos: %d done, %d skipped (already done), %d failed; report in %s",
+        report["videos"], len(report["done"]), len(report["skipped"]), len(report["failed"]),
+        args.out / "batch_report.json",
+    )  # fmt: skip
+    return EXIT_PARTIAL_INPUT if report["failed"] else 0  # the rest finished; the report lists what failed
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from fishcam import __version__
 from fishcam.classify.caller import SpeciesCaller
 from fishcam.classify.ledger import LookPolicy
 from fishcam.config import Config
-from fishcam.detect.base import Detector
+from fishcam.detect.base import Detector, reset_detector
 from fishcam.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -147,6 +147,7 @@ def run(
     """Process ``source`` into ``out_dir``; returns (exit code, summary)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / CONFIG_NAME, config.to_yaml())
+    reset_detector(components.detector)  # components are reused across videos (batch)
     policy = config.classify.policy
     pipeline = Pipeline(
         components.detector,

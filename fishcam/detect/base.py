@@ -17,3 +17,10 @@ class Detector(Protocol):
     def describe(self) -> dict[str, Any]:
         """What this detector is, for the run summary."""
         ...
+
+
+def reset_detector(detector: Detector) -> None:
+    """Stateful detectors (background models) start afresh for each source."""
+    reset = getattr(detector, "reset", None)
+    if callable(reset):
+        reset()

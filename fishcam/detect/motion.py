@@ -19,11 +19,15 @@ class MotionDetector:
     def __init__(self, config: MotionConfig) -> None:
         self.config = config
         self.class_names = {0: "moving object"}
-        self._subtractor = cv2.createBackgroundSubtractorMOG2(
-            history=config.history, varThreshold=config.var_threshold, detectShadows=False
-        )
+        self.reset()
         size = config.dilate_px
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)) if size > 1 else None
+
+    def reset(self) -> None:
+        """Forget the background: a new video or camera starts learning its own."""
+        self._subtractor = cv2.createBackgroundSubtractorMOG2(
+            history=self.config.history, varThreshold=self.config.var_threshold, detectShadows=False
+        )
         self._seen = 0
 
     def detect(self, frame: Frame) -> Detections:

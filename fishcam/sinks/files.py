@@ -33,7 +33,7 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+def csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -59,7 +59,7 @@ def write_tracks(path: Path, tracks: Iterable[TrackSummary]) -> None:
         )
         for t in sorted(tracks, key=lambda t: t.track_id)
     ]
-    write_atomic(path, _csv_text(TRACK_COLUMNS, rows))
+    write_atomic(path, csv_text(TRACK_COLUMNS, rows))
 
 
 def write_counts(path: Path, counts: Iterable[SpeciesCount]) -> None:
@@ -75,7 +75,7 @@ def write_counts(path: Path, counts: Iterable[SpeciesCount]) -> None:
         )
         for c in counts
     ]
-    write_atomic(path, _csv_text(COUNT_COLUMNS, rows))
+    write_atomic(path, csv_text(COUNT_COLUMNS, rows))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
