@@ -10,6 +10,7 @@ import glob
 import hashlib
 import json
 import logging
+import multiprocessing
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -124,7 +125,9 @@ def process(job: Job, config_data: dict[str, Any], out_dir: str) -> dict[str, An
 # ---- the batch ------------------------------------------------------------------------------
 
 
-def run_batch(inputs: list[str], config: Config, out_dir: Path, workers: int = 1) -> dict[str, Any]:
+def run_batch(
+    inputs: list[str], config: Config, out_dir: Path, workers: int = 1, ray_address: str | None = None
+) -> dict[str, Any]:
     jobs = discover(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     done, skipped, failed, todo = [], [], [], []
@@ -136,10 +139,14 @@ def run_batch(inputs: list[str], config: Config, out_dir: Path, workers: int = 1
             todo.append(job)
     log.info("%d videos: %d already done, %d to process with %d worker(s)", len(jobs), len(skipped), len(todo), workers)
     data = config.to_dict()
-    if workers <= 1:
+    if ray_address is not None:
+        results = _run_on_ray(todo, data, out_dir, ray_address, workers)
+    elif workers <= 1:
         results = [process(job, data, str(out_dir)) for job in todo]
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(data,)) as pool:
+        # Spawned, not forked: a fork of a process running torch or OpenVINO thread pools can crash.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init, initargs=(data,)) as pool:
             futures = [pool.submit(process, job, data, str(out_dir)) for job in todo]
             results = [future.result() for future in as_completed(futures)]
     for result in results:
@@ -150,6 +157,34 @@ def run_batch(inputs: list[str], config: Config, out_dir: Path, workers: int = 1
     write_json(out_dir / "batch_report.json", report)
     write_aggregates(out_dir, done + skipped)
     return report
+
+
+def _run_on_ray(jobs: list[Job], data: dict[str, Any], out_dir: Path, address: str, workers: int) -> list[dict]:
+    """One actor per worker, each loading the models once; a GPU each where the cluster has them.
+    ``out_dir`` must be on storage every node sees."""
+    import ray
+    from ray.util import ActorPool
+
+    ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        resources = ray.cluster_resources()
+        actors = max(1, min(workers if workers > 1 else int(resources.get("CPU", 1)), len(jobs) or 1))
+        gpus = resources.get("GPU", 0)
+        options = {"num_cpus": 1, "num_gpus": min(1.0, gpus / actors) if gpus else 0}
+        log.info("Ray at %s: %d actors (%s)", address, actors, options)
+        worker_class = ray.remote(**options)(_RayWorker)
+        pool = ActorPool([worker_class.remote(data) for _ in range(actors)])
+        return list(pool.map_unordered(lambda actor, job: actor.process.remote(job, data, str(out_dir)), jobs))
+    finally:
+        ray.shutdown()
+
+
+class _RayWorker:
+    def __init__(self, data: dict[str, Any]) -> None:
+        _worker_init(data)
+
+    def process(self, job: Job, data: dict[str, Any], out_dir: str) -> dict[str, Any]:
+        return process(job, data, out_dir)
 
 
 def write_aggregates(out_dir: Path, finished: list[dict[str, Any]]) -> None:

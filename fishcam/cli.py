@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("inputs", nargs="+", help="video files, globs, folders, or a CSV manifest (path,site,date,...)")
     batch.add_argument("--out", type=Path, required=True, help="output folder: one run folder per video + reports")
     batch.add_argument("--workers", type=int, default=1, help="worker processes (each loads the models once)")
+    batch.add_argument(
+        "--ray", metavar="auto|ADDRESS", help="run on a Ray cluster: auto (the running one) or its address"
+    )
 
     exporter = sub.add_parser("export", parents=[logging_opts], help="a finished run in MOT, VIAME or COCO format")
     exporter.add_argument("run_dir", type=Path, help="the --out folder of a fishcam run")
@@ -173,7 +176,7 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
 def _cmd_batch(args: argparse.Namespace, config) -> int:
     from fishcam.batch import run_batch
 
-    report = run_batch(args.inputs, config, args.out, workers=args.workers)
+    report = run_batch(args.inputs, config, args.out, workers=args.workers, ray_address=args.ray)
     log.info(
         "%d videos: %d done, %d skipped (already done), %d failed; report in %s",
         report["videos"], len(report["done"]), len(report["skipped"]), len(report["failed"]),
