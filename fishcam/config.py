@@ -149,19 +149,23 @@ class OutputConfig(_Section):
     detections_log: bool = True
 
 
-class Config(_Section):
-    source: SourceConfig = SourceConfig()
-    detector: DetectorConfig = DetectorConfig()
-    tracker: TrackerConfig = TrackerConfig()
-    classify: ClassifyConfig = ClassifyConfig()
-    render: RenderConfig = RenderConfig()
-    output: OutputConfig = OutputConfig()
+class ConfigDocument(_Section):
+    """A whole config file: dumps itself as the resolved config written beside outputs."""
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+class Config(ConfigDocument):
+    source: SourceConfig = SourceConfig()
+    detector: DetectorConfig = DetectorConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    classify: ClassifyConfig = ClassifyConfig()
+    render: RenderConfig = RenderConfig()
+    output: OutputConfig = OutputConfig()
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -4,12 +4,11 @@ as typed defaults. ``configs/train.yaml`` lists every key; ``--set`` overrides a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from fishcam.config import load_validated
+from fishcam.config import ConfigDocument, load_validated
 from fishcam.models.expert_spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 
@@ -104,7 +103,7 @@ class ExportConfig(_Section):
     gallery_max: int = Field(48, ge=0, description="misclassified images shown in the gallery")
 
 
-class TrainConfig(_Section):
+class TrainConfig(ConfigDocument):
     seed: int = 0
     device: str = Field("auto", description="auto, cpu or cuda[:N]")
     amp: bool | Literal["auto"] = Field("auto", description="mixed precision (auto: on CUDA)")
@@ -119,12 +118,6 @@ class TrainConfig(_Section):
     stage2: Stage2Config = Stage2Config()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     export: ExportConfig = ExportConfig()
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
