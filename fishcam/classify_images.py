@@ -32,7 +32,7 @@ def classify_images(paths: list[Path], config: Config) -> list[dict[str, Any]]:
     caller, _ = build_caller(config)
     calls = caller.call(images)
     expert = caller.expert
-    top = expert.predict(images) if expert is not None else None
+    top = caller.last_expert_probs  # the expert ran once, inside call()
     rows = []
     for i, (path, call) in enumerate(zip(paths, calls, strict=True)):
         row: dict[str, Any] = {

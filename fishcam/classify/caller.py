@@ -32,6 +32,7 @@ class SpeciesCaller:
         self.fallback_threshold = fallback_threshold
         self.worker: ModelWorker | None = None
         self._waiting: dict[Hashable, np.ndarray | None] = {}  # key -> the expert's probabilities
+        self.last_expert_probs: np.ndarray | None = None  # of the latest call, for reports
         self.counts = {"expert": 0, "fallback": 0, "unknown": 0, "fallback_crops": 0, "fallback_refused": 0}
 
     def run_fallback_in_background(self, max_pending: int, batch_size: int) -> None:
@@ -45,6 +46,7 @@ class SpeciesCaller:
         expert_probs = None
         if self.expert is not None and len(crops_bgr):
             expert_probs = self.expert.predict(crops_bgr)
+            self.last_expert_probs = expert_probs
             for i, probs in enumerate(expert_probs):
                 calls[i] = expert_call(probs, self.expert.labels, self.expert_threshold)
         unsure = [i for i, call in enumerate(calls) if call is None]
