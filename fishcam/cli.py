@@ -12,7 +12,15 @@ import time
 from pathlib import Path
 
 from fishcam import __version__
-from fishcam.errors import EXIT_INTERRUPTED, EXIT_PARTIAL_INPUT, EXIT_TERMINATED, FishcamError, Terminated
+from fishcam.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL_INPUT,
+    EXIT_TERMINATED,
+    ConfigError,
+    FishcamError,
+    Terminated,
+)
+from fishcam.sinks import EXPORT_FORMATS
 
 log = logging.getLogger("fishcam")
 
@@ -81,10 +89,26 @@ def _parser() -> argparse.ArgumentParser:
         "--ray", metavar="auto|ADDRESS", help="run on a Ray cluster: auto (the running one) or its address"
     )
 
-    exporter = sub.add_parser("export", parents=[logging_opts], help="a finished run in MOT, VIAME or COCO format")
-    exporter.add_argument("run_dir", type=Path, help="the --out folder of a fishcam run")
-    exporter.add_argument("--format", dest="formats", action="append", required=True, choices=["mot", "viame", "coco"])
+    exporter = sub.add_parser(
+        "export", parents=[logging_opts], help="a finished run or batch in MOT, VIAME, COCO or Camtrap DP format"
+    )
+    exporter.add_argument("run_dir", type=Path, help="the --out folder of a fishcam run or fishcam batch")
+    exporter.add_argument("--format", dest="formats", action="append", required=True, choices=list(EXPORT_FORMATS))
     exporter.add_argument("--out", type=Path, help="where to write (default: RUN_DIR/exports)")
+    camtrap = exporter.add_argument_group("Camtrap DP (defaults for videos whose batch manifest lacks them)")
+    camtrap.add_argument("--latitude", help="WGS84 decimal degrees of the camera")
+    camtrap.add_argument("--longitude", help="WGS84 decimal degrees of the camera")
+    camtrap.add_argument("--start", help="when recording began, ISO 8601 with a zone (default: the video's own tag)")
+    camtrap.add_argument("--site", help="location name")
+    camtrap.add_argument("--depth", help="camera depth in metres")
+    camtrap.add_argument("--title", default="fishcam species observations", help="project and package title")
+    camtrap.add_argument("--contributor", default="", help="contact person or organisation (default: your user)")
+    camtrap.add_argument("--sampling-design", default="opportunistic", help="Camtrap DP samplingDesign")
+    camtrap.add_argument("--capture-method", default="timeLapse", help="activityDetection or timeLapse")
+    camtrap.add_argument("--bait", choices=["yes", "no"], help="were the cameras baited (BRUV)")
+    camtrap.add_argument(
+        "--taxa", type=Path, help="species list mapping labels to scientific names (default: the run's fallback list)"
+    )
     return parser
 
 
@@ -186,13 +210,47 @@ def _cmd_batch(args: argparse.Namespace, config) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from fishcam.sinks.exports import export, read_run
+    from fishcam.sinks.exports import export_all, read_runs
 
-    run = read_run(args.run_dir)
+    runs = read_runs(args.run_dir)
+    camtrap = {}
+    if "camtrap-dp" in args.formats:
+        camtrap = _camtrap_options(args, runs)
     for fmt in args.formats:
-        for path in export(run, fmt, args.out or args.run_dir / "exports"):
+        for path in export_all(
+            runs, fmt, args.out or args.run_dir / "exports", **(camtrap if fmt == "camtrap-dp" else {})
+        ):
             log.info("%s: %s", fmt, path)
     return 0
+
+
+def _camtrap_options(args: argparse.Namespace, runs: list) -> dict:
+    import yaml
+
+    from fishcam.classify.species_list import read_species_list
+    from fishcam.sinks.camtrap import PackageInfo
+
+    if args.start and len(runs) > 1:
+        raise ConfigError("--start is one video's start: for a batch give a 'start' column in its manifest")
+    taxa_path = args.taxa
+    if taxa_path is None:  # the species list the run's fallback used names species scientifically
+        config_file = runs[0].folder / "config.yaml"
+        listed = (
+            yaml.safe_load(config_file.read_text())["classify"]["fallback"]["species_list"]
+            if config_file.is_file()
+            else None
+        )
+        taxa_path = Path(listed) if listed and Path(listed).is_file() else None
+    defaults = {"latitude": args.latitude, "longitude": args.longitude, "start": args.start, "site": args.site,
+                "depth": args.depth}  # fmt: skip
+    info = PackageInfo(
+        title=args.title,
+        contributor=args.contributor,
+        sampling_design=args.sampling_design,
+        capture_method=args.capture_method,
+        bait_use=None if args.bait is None else args.bait == "yes",
+    )
+    return {"defaults": defaults, "info": info, "taxa": read_species_list(taxa_path) if taxa_path else ()}
 
 
 def _default_name(source: str) -> str:

@@ -6,11 +6,13 @@ once with a message naming every missing file.
 
 from __future__ import annotations
 
+import copy
 import logging
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from fishcam.errors import (
 )
 from fishcam.health import HealthLog
 from fishcam.models import hub
-from fishcam.pipeline import LoopSettings, LoopStats, Pipeline
+from fishcam.pipeline import LoopSettings, LoopStats, Pipeline, Stop
 from fishcam.render.overlay import Overlay
 from fishcam.sinks.files import write_atomic
 from fishcam.sinks.run_writer import CONFIG_NAME, RotatingWriter, RunWriter
@@ -86,15 +88,7 @@ def check_models(config: Config) -> None:
 def build_components(config: Config) -> Components:
     check_models(config)
     described: dict[str, Any] = {}
-    detector: Detector
-    if config.detector.kind == "motion":
-        from fishcam.detect.motion import MotionDetector
-
-        detector = MotionDetector(config.detector.motion)
-    else:
-        from fishcam.detect.yolo import YoloDetector
-
-        detector = YoloDetector(config.detector)
+    detector = build_detector(config)
     described["detector"] = detector.describe()
     caller = None
     if config.classify.enabled:
@@ -102,6 +96,30 @@ def build_components(config: Config) -> Components:
         described.update(models)
     else:
         log.info("species classification is off (classify.enabled=false): tracks are counted, not named")
+    return Components(detector, caller, described)
+
+
+def build_detector(config: Config) -> Detector:
+    if config.detector.kind == "motion":
+        from fishcam.detect.motion import MotionDetector
+
+        return MotionDetector(config.detector.motion)
+    from fishcam.detect.yolo import YoloDetector
+
+    return YoloDetector(config.detector)
+
+
+def components_sharing_models(components: Components, config: Config) -> Components:
+    """Components for one more source processed at the same time as ``components``' (several
+    cameras, one process): a detector of its own (detectors keep state and are not thread-safe)
+    and a caller of its own (counts, background worker, waiting answers are per run) over the
+    same species models, loaded once."""
+    detector = build_detector(config)
+    described = copy.deepcopy(components.described)
+    described["detector"] = detector.describe()
+    caller = components.caller
+    if caller is not None:
+        caller = SpeciesCaller(caller.expert, caller.fallback, caller.expert_threshold, caller.fallback_threshold)
     return Components(detector, caller, described)
 
 
@@ -143,8 +161,12 @@ def run(
     out_dir: Path,
     components: Components,
     on_progress: Callable[[LoopStats], None] | None = None,
+    stop: Stop | None = None,
+    label: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Process ``source`` into ``out_dir``; returns (exit code, summary)."""
+    """Process ``source`` into ``out_dir``; returns (exit code, summary). ``stop``, set from
+    another thread, ends the run as Ctrl-C or SIGTERM would; ``label`` names the source in
+    health lines (several cameras in one process)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / CONFIG_NAME, config.to_yaml())
     reset_detector(components.detector)  # components are reused across videos (batch)
@@ -185,13 +207,13 @@ def run(
 
     rotate = config.source.live.rotate
     writer = RotatingWriter(out_dir, rotate, make_writer) if rotate != "none" else make_writer(out_dir)
-    health = HealthLog(source, config.source.live.health_interval_s, on_progress)
+    health = HealthLog(source, config.source.live.health_interval_s, on_progress, label)
     exit_code, error = EXIT_OK, None
     started = time.time()
     # Files decode ahead on a thread; live sources already have their reader.
     frames = source if live else prefetch(source)
     try:
-        stats = pipeline.run(frames, source.fps, writer, health.update)
+        stats = pipeline.run(frames, source.fps, writer, health.update, stop)
     except Terminated:
         exit_code, error, stats = EXIT_TERMINATED, "terminated (SIGTERM)", pipeline.stats
     except KeyboardInterrupt:
@@ -214,6 +236,10 @@ def run(
                 "fishcam": __version__,
                 "python": platform.python_version(),
                 "source": source.name,
+                "source_path": _source_path(source),
+                # When the recording began (container tag, or a live stream's first frame): exports
+                # place observations in real time with it.
+                "recorded_start": _iso(getattr(source, "recorded_start_unix", None)),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                 "exit_code": exit_code if error is None or exit_code != EXIT_OK else 1,
                 "error": error,
@@ -237,3 +263,15 @@ def run(
     for warning in status.warnings:
         log.warning(warning)
     return exit_code, summary
+
+
+def _iso(unix: float | None) -> str | None:
+    if unix is None:
+        return None
+    return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _source_path(source: Source) -> str:
+    """Where the input is: a file or folder's absolute path, a camera's masked URL."""
+    path = getattr(source, "path", None) or getattr(source, "folder", None)
+    return str(path.resolve()) if path is not None else source.name

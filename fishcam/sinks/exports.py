@@ -1,5 +1,6 @@
-"""A finished run in the formats other tools read: MOTChallenge (+ seqinfo.ini), VIAME CSV
-(DIVE imports it) and COCO-style JSON with track ids. Reads only the run's own outputs."""
+"""Finished runs in the formats other tools read: MOTChallenge (+ seqinfo.ini), VIAME CSV
+(DIVE imports it), COCO-style JSON with track ids, and Camtrap DP (sinks/camtrap.py). Reads only
+the runs' own outputs: one run folder, or a batch folder (every video it finished)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ import csv
 import io
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fishcam.errors import SourceError
+from fishcam.sinks import EXPORT_FORMATS
 from fishcam.sinks.files import write_atomic
 from fishcam.sinks.run_writer import DETECTIONS_NAME, SUMMARY_NAME, TRACKS_NAME
 
-FORMATS = ("mot", "viame", "coco")
 VIAME_HEADER = (
     "# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
     "4-7: Img-bbox(TL_x,TL_y,BR_x,BR_y),8: Detection or Length Confidence,"
@@ -32,22 +33,56 @@ class RunRecord:
     summary: dict[str, Any]
     tracks: dict[int, dict[str, str]]
     boxes: list[dict[str, str]]
+    metadata: dict[str, str] = field(default_factory=dict)  # a batch manifest's columns
 
     @property
     def name(self) -> str:
         return Path(str(self.summary.get("source", self.folder.name))).stem or self.folder.name
 
 
-def read_run(folder: Path) -> RunRecord:
+BATCH_REPORT = "batch_report.json"
+
+
+def read_runs(folder: Path) -> list[RunRecord]:
+    """A run folder → [its run]; a batch folder → every run it finished, with manifest metadata."""
+    report = folder / BATCH_REPORT
+    if not report.is_file():
+        return [read_run(folder)]
+    data = json.loads(report.read_text(encoding="utf-8"))
+    finished = sorted(data.get("done", []) + data.get("skipped", []), key=lambda r: r["video"])
+    if not finished:
+        raise SourceError(f"batch {folder} has no finished video to export (see {report})")
+    # Folders are taken relative to the batch: it may have been moved or copied since.
+    return [read_run(folder / Path(r["folder"]).name, r.get("metadata", {})) for r in finished]
+
+
+def read_run(folder: Path, metadata: dict[str, str] | None = None) -> RunRecord:
+    if not folder.is_dir():
+        raise SourceError(f"{folder} not found: give the --out folder of a fishcam run or batch")
     for name in (SUMMARY_NAME, TRACKS_NAME, DETECTIONS_NAME):
         if not (folder / name).is_file():
-            raise SourceError(f"{folder} is not a finished fishcam run: {name} is missing")
+            hint = (
+                " (a rotated live run: export one of its period folders)" if (folder / SUMMARY_NAME).is_file() else ""
+            )
+            raise SourceError(f"{folder} is not a finished fishcam run: {name} is missing{hint}")
     with (folder / TRACKS_NAME).open(encoding="utf-8") as handle:
         tracks = {int(row["track_id"]): row for row in csv.DictReader(handle)}
     with (folder / DETECTIONS_NAME).open(encoding="utf-8") as handle:
         boxes = [row for row in csv.DictReader(handle) if int(row["track_id"]) in tracks]
     summary = json.loads((folder / SUMMARY_NAME).read_text(encoding="utf-8"))
-    return RunRecord(folder, summary, tracks, boxes)
+    return RunRecord(folder, summary, tracks, boxes, dict(metadata or {}))
+
+
+def export_all(runs: list[RunRecord], fmt: str, out_dir: Path, **camtrap: Any) -> list[Path]:
+    """One package for Camtrap DP (a deployment per video); the per-video formats into a folder
+    per video when there are several."""
+    if fmt == "camtrap-dp":
+        from fishcam.sinks.camtrap import export_camtrap_dp
+
+        return export_camtrap_dp(runs, out_dir / "camtrap-dp", **camtrap)
+    if len(runs) == 1:
+        return export(runs[0], fmt, out_dir)
+    return [path for run in runs for path in export(run, fmt, out_dir / run.folder.name)]
 
 
 def export(run: RunRecord, fmt: str, out_dir: Path) -> list[Path]:
@@ -58,7 +93,7 @@ def export(run: RunRecord, fmt: str, out_dir: Path) -> list[Path]:
         return [export_viame(run, out_dir / f"{run.name}.viame.csv")]
     if fmt == "coco":
         return [export_coco(run, out_dir / f"{run.name}.coco.json")]
-    raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
 
 
 def _xywh(row: dict[str, str]) -> tuple[float, float, float, float]:

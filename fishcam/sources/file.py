@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -46,6 +47,7 @@ class VideoFileSource:
         self.status = SourceStatus(frames_expected=count if count > 0 else None)
         if not (fps and 0 < fps < 1000):
             self.status.warnings.append(f"{self.name} states no frame rate; assuming 25 fps for times")
+        self.recorded_start_unix = recorded_start(self.path)
 
     def __iter__(self) -> Iterator[Frame]:
         status = self.status
@@ -82,3 +84,23 @@ class VideoFileSource:
 
     def close(self) -> None:
         self._cap.release()
+
+
+def recorded_start(path: Path) -> float | None:
+    """When the camera started recording, from the container's ``creation_time`` tag (cameras and
+    most encoders write it), or None. Exports place observations in real time with it."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            tag = container.metadata.get("creation_time") or ""
+    except (av.error.FFmpegError, OSError):
+        return None
+    try:
+        stamp = datetime.fromisoformat(tag.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)  # the MP4 tag is UTC by definition
+    # Encoders with no clock write the MP4 epoch (1904) or 1970: not a recording time.
+    return stamp.timestamp() if stamp.year > 1990 else None

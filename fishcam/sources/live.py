@@ -83,7 +83,9 @@ class LiveSource:
     """A camera as a Source. Iteration blocks until the next new frame and ends on ``stop()``
     or when ``retries`` reconnects in a row have failed."""
 
-    def __init__(self, spec: str, config: LiveConfig) -> None:
+    def __init__(self, spec: str, config: LiveConfig, connect: bool = True) -> None:
+        """Connects at once unless ``connect`` is False: then :meth:`connect` does, and
+        :meth:`stop` from another thread meanwhile ends its retries."""
         self.config = config
         self._url = expand_secrets(spec)
         self.name = mask_url(spec)
@@ -96,16 +98,27 @@ class LiveSource:
         self._segment = 0
         self._sequence = 0
         self._generation = 0  # the reader thread whose frames count; a stalled one is abandoned
+        self._thread: threading.Thread | None = None
+        self.height = self.width = 0
+        self.fps = 25.0
+        if connect:
+            self.connect()
+
+    def connect(self) -> None:
+        """Open the stream (retrying as configured), read its first frame, start the reader."""
         cap = self._connect_with_retries()
         if cap is None:
             raise SourceError(f"cannot open live source {self.name}: {self.health.last_error}")
         ok, first = cap.read()
         if not ok:
             cap.release()
-            raise SourceError(f"live source {self.name} opened but sent no frame within {config.read_timeout_s:g} s")
+            raise SourceError(
+                f"live source {self.name} opened but sent no frame within {self.config.read_timeout_s:g} s"
+            )
         self.height, self.width = first.shape[:2]
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 240 else 25.0
+        self.recorded_start_unix = time.time()  # the first frame's arrival: when this recording starts
         self._publish(first, 0)
         self._start_reader(cap)
 
@@ -135,8 +148,10 @@ class LiveSource:
             cap = cv2.VideoCapture(int(self._url))
         else:
             # FFmpeg reads its options from the environment when a capture opens.
-            options = [f"rtsp_transport;{self.config.transport}", "analyzeduration;100000"]
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "|".join(options)
+            options = "|".join([f"rtsp_transport;{self.config.transport}", "analyzeduration;100000"])
+            # Written only when it changes: other cameras' threads may be reading it as they open.
+            if os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS") != options:
+                os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = options
             os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
             # Failures are reported once, in fishcam's words; not as OpenCV's own warnings.
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -250,5 +265,6 @@ class LiveSource:
 
     def close(self) -> None:
         self.stop()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=self.config.read_timeout_s + self.config.open_timeout_s + 1)
+        thread = self._thread
+        if thread is not None and thread.is_alive() and threading.current_thread() is not thread:
+            thread.join(timeout=self.config.read_timeout_s + self.config.open_timeout_s + 1)

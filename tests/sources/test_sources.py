@@ -90,3 +90,25 @@ def test_other_containers_open(tmp_path):
     copy = tmp_path / "clip.mov"
     shutil.copyfile(SAMPLE, copy)
     assert len(frames_of(open_source(str(copy), SourceConfig()))) == 200
+
+
+def test_recording_start_comes_from_the_container_tag(tmp_path):
+    import av
+
+    tagged = tmp_path / "tagged.mp4"
+    with av.open(str(tagged), "w") as container:
+        container.metadata["creation_time"] = "2026-05-01T09:30:00.000000Z"
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    source = open_source(str(tagged), SourceConfig())
+    assert source.recorded_start_unix == 1777627800.0  # 2026-05-01T09:30:00Z
+    source.close()
+    # Our own sample was encoded with no clock: no start is invented.
+    sample = open_source(str(SAMPLES / "dive_sample.mp4"), SourceConfig())
+    assert sample.recorded_start_unix is None
+    sample.close()

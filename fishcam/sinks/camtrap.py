@@ -1,0 +1,288 @@
+"""Camtrap DP 1.0 (the TDWG/GBIF camera-trap data standard) from finished runs.
+
+One video is one deployment with one media file; each track is one event-level observation of
+one individual (``count`` 1), classified by the model that decided it. Camtrap DP requires what a
+video does not say (where the camera was, when it recorded), so coordinates and start times come
+from the batch manifest or the command line, or the recording's own timestamp; without them the
+export stops with a message that names the missing value for each video.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import mimetypes
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from fishcam import __version__
+from fishcam.classify.species_list import SpeciesEntry
+from fishcam.errors import ConfigError
+from fishcam.sinks.files import csv_text, write_atomic
+from fishcam.types import UNCLASSIFIED_LABEL, UNKNOWN_LABEL
+
+VERSION_URL = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0"
+PROFILE = f"{VERSION_URL}/camtrap-dp-profile.json"
+SAMPLING_DESIGNS = ("simpleRandom", "systematicRandom", "clusteredRandom", "experimental", "targeted", "opportunistic")
+CAPTURE_METHODS = ("activityDetection", "timeLapse")
+
+DEPLOYMENT_COLUMNS = (
+    "deploymentID", "locationID", "locationName", "latitude", "longitude", "coordinateUncertainty",
+    "deploymentStart", "deploymentEnd", "setupBy", "cameraID", "cameraModel", "cameraDelay", "cameraHeight",
+    "cameraDepth", "cameraTilt", "cameraHeading", "detectionDistance", "timestampIssues", "baitUse",
+    "featureType", "habitat", "deploymentGroups", "deploymentTags", "deploymentComments",
+)  # fmt: skip
+MEDIA_COLUMNS = (
+    "mediaID", "deploymentID", "captureMethod", "timestamp", "filePath", "filePublic", "fileName",
+    "fileMediatype", "exifData", "favorite", "mediaComments",
+)  # fmt: skip
+OBSERVATION_COLUMNS = (
+    "observationID", "deploymentID", "mediaID", "eventID", "eventStart", "eventEnd", "observationLevel",
+    "observationType", "cameraSetupType", "scientificName", "count", "lifeStage", "sex", "behavior",
+    "individualID", "individualPositionRadius", "individualPositionAngle", "individualSpeed", "bboxX", "bboxY",
+    "bboxWidth", "bboxHeight", "classificationMethod", "classifiedBy", "classificationTimestamp",
+    "classificationProbability", "observationTags", "observationComments",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    """What the package says about itself; the command line fills it in."""
+
+    title: str = "fishcam species observations"
+    contributor: str = ""  # default: the user running the export
+    sampling_design: str = "opportunistic"
+    # A recording camera samples continuously, not on triggers: timeLapse is the closer term.
+    capture_method: str = "timeLapse"
+    bait_use: bool | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One run's placement: from the batch manifest (columns latitude, longitude, start, site,
+    camera, depth, coordinate_uncertainty) with the command line's values as defaults."""
+
+    deployment_id: str
+    latitude: float
+    longitude: float
+    start: datetime
+    site: str = ""
+    camera: str = ""
+    depth: float | None = None
+    coordinate_uncertainty: int | None = None
+
+
+def iso(moment: datetime) -> str:
+    """Camtrap DP's datetime: whole seconds with a zone designator."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str, what: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{what}: {text!r} is not an ISO 8601 time, e.g. 2026-05-01T09:30:00+02:00") from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"{what}: {text!r} has no time zone; add one, e.g. {text.strip()}Z or {text.strip()}+02:00")
+    return moment
+
+
+def deployment_for(run: Any, defaults: dict[str, str]) -> Deployment | str:
+    """The run's Deployment, or a message naming what is missing for it."""
+    values = {**{k: v for k, v in defaults.items() if v not in (None, "")}, **run.metadata}
+    label = run.summary.get("source_path") or run.name
+    missing = [key for key in ("latitude", "longitude") if not values.get(key)]
+    start_text = values.get("start") or run.summary.get("recorded_start")
+    if not start_text:
+        missing.append("start")
+    if missing:
+        return f"{label}: no {', '.join(missing)}"
+    try:
+        latitude, longitude = float(values["latitude"]), float(values["longitude"])
+        depth = float(values["depth"]) if values.get("depth") else None
+        uncertainty = int(float(values["coordinate_uncertainty"])) if values.get("coordinate_uncertainty") else None
+    except ValueError as exc:
+        raise ConfigError(f"{label}: {exc}; latitude, longitude, depth and uncertainty are numbers") from None
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        raise ConfigError(
+            f"{label}: latitude {latitude}, longitude {longitude} is not a place on Earth (WGS84 degrees)"
+        )
+    return Deployment(
+        deployment_id=values.get("deployment") or run.folder.name,
+        latitude=latitude,
+        longitude=longitude,
+        start=parse_time(start_text, f"start of {label}"),
+        site=values.get("site", ""),
+        camera=values.get("camera", ""),
+        depth=depth,
+        coordinate_uncertainty=uncertainty,
+    )
+
+
+def taxa_index(entries: tuple[SpeciesEntry, ...]) -> dict[str, SpeciesEntry]:
+    """Any name of a species (scientific or common, any case) → its entry."""
+    return {name.casefold(): entry for entry in entries for name in entry.names}
+
+
+def _classified_by(run: Any, origin: str) -> str:
+    model = run.summary.get("models", {}).get(origin, {})
+    name = Path(str(model.get("weights") or model.get("model") or origin)).name
+    digest = f", sha256 {model['sha256'][:12]}" if model.get("sha256") else ""
+    return f"fishcam {run.summary.get('fishcam', __version__)} {origin} model {name}{digest}"
+
+
+def observation_rows(run: Any, deployment: Deployment, taxa: dict[str, SpeciesEntry]) -> list[list[Any]]:
+    """One event-level observation per track: the fish, when it was in view, what decided it."""
+    rows = []
+    classified_at = iso(datetime.strptime(run.summary["started"], "%Y-%m-%dT%H:%M:%S%z"))
+    for track_id, track in sorted(run.tracks.items()):
+        species, origin = track["species"], track["origin"]
+        if species == UNCLASSIFIED_LABEL or origin == "none":
+            kind, name, method, by, probability = "unclassified", "", "", "", ""
+        elif species == UNKNOWN_LABEL:  # the models were asked and could not say
+            kind, name, method, by, probability = "unknown", "", "machine", _classified_by(run, "expert"), ""
+        else:
+            entry = taxa.get(species.casefold())
+            kind, name, method = "animal", entry.label if entry else species, "machine"
+            by, probability = _classified_by(run, origin), f"{float(track['score']):.4f}"
+        start = deployment.start + timedelta(seconds=float(track["first_time_s"]))
+        end = deployment.start + timedelta(seconds=float(track["last_time_s"]))
+        event = f"{deployment.deployment_id}-track{track_id}"
+        decided = f"species by the {origin} ({track['votes']} votes)" if origin != "none" else "no species models"
+        comment = (
+            f"fishcam track {track_id}: frames {track['first_frame']}-{track['last_frame']}, "
+            f"{track['detections']} detections, {decided}"
+        )
+        rows.append([
+            event, deployment.deployment_id, "", event, iso(_floor(start)), iso(_ceil(end)), "event", kind, "",
+            name, 1, "", "", "", "", "", "", "", "", "", "", "", method, by, classified_at if method else "",
+            probability, f"track:{track_id}", comment,
+        ])  # fmt: skip
+    return rows
+
+
+def _floor(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+def _ceil(moment: datetime) -> datetime:
+    return _floor(moment) + timedelta(seconds=1) if moment.microsecond else moment
+
+
+def _utc_date(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).date().isoformat()
+
+
+def _duration_s(run: Any) -> float:
+    fps = float(run.summary.get("video_fps") or 25)
+    return max(int(run.summary.get("frames") or 0) - 1, 0) / fps
+
+
+def export_camtrap_dp(
+    runs: list[Any], out_dir: Path, defaults: dict[str, str], info: PackageInfo, taxa: tuple[SpeciesEntry, ...] = ()
+) -> list[Path]:
+    """Write deployments.csv, media.csv, observations.csv and datapackage.json into ``out_dir``."""
+    if info.sampling_design not in SAMPLING_DESIGNS:
+        raise ConfigError(f"sampling design {info.sampling_design!r}: choose from {', '.join(SAMPLING_DESIGNS)}")
+    if info.capture_method not in CAPTURE_METHODS:
+        raise ConfigError(f"capture method {info.capture_method!r}: choose from {', '.join(CAPTURE_METHODS)}")
+    placed = [(run, deployment_for(run, defaults)) for run in runs]
+    problems = [d for _, d in placed if isinstance(d, str)]
+    if problems:
+        raise ConfigError(
+            "Camtrap DP needs where and when each video was recorded: "
+            + "; ".join(problems)
+            + ". Give --latitude/--longitude/--start (one run), or latitude, longitude and start columns "
+            "in the batch manifest; start is ISO 8601 with a zone, e.g. 2026-05-01T09:30:00+02:00"
+        )
+    index = taxa_index(taxa)
+    ids = [d.deployment_id for _, d in placed]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"deployment ids repeat ({', '.join(sorted(ids))}): give each video its own 'deployment'")
+    deployments, media, observations = [], [], []
+    for run, dep in placed:
+        end = _ceil(dep.start + timedelta(seconds=_duration_s(run)))
+        deployments.append([
+            dep.deployment_id, dep.site, dep.site, f"{dep.latitude:.6f}", f"{dep.longitude:.6f}",
+            dep.coordinate_uncertainty if dep.coordinate_uncertainty is not None else "", iso(_floor(dep.start)),
+            iso(end), "", dep.camera, "", "", "", "" if dep.depth is None else f"{dep.depth:g}", "", "", "", "",
+            "" if info.bait_use is None else str(info.bait_use).lower(), "", "", "", "",
+            f"fishcam run of {run.summary.get('source', run.name)}",
+        ])  # fmt: skip
+        path = str(run.summary.get("source_path") or run.summary.get("source", ""))
+        media.append([
+            dep.deployment_id, dep.deployment_id, info.capture_method, iso(_floor(dep.start)), path, "false",
+            Path(path).name, mimetypes.guess_type(path)[0] or "video/mp4", "", "",
+            f"{run.summary.get('frames', 0)} frames at {run.summary.get('video_fps', '')} fps",
+        ])  # fmt: skip
+        observations += observation_rows(run, dep, index)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / f"{name}.csv" for name in ("deployments", "media", "observations")}
+    write_atomic(paths["deployments"], csv_text(DEPLOYMENT_COLUMNS, deployments))
+    write_atomic(paths["media"], csv_text(MEDIA_COLUMNS, media))
+    write_atomic(paths["observations"], csv_text(OBSERVATION_COLUMNS, observations))
+    package = descriptor([d for _, d in placed], runs, observations, index, info)
+    write_atomic(out_dir / "datapackage.json", json.dumps(package, indent=2, ensure_ascii=False) + "\n")
+    return [*paths.values(), out_dir / "datapackage.json"]
+
+
+def descriptor(
+    deployments: list[Deployment],
+    runs: list[Any],
+    observations: list[list[Any]],
+    taxa: dict[str, SpeciesEntry],
+    info: PackageInfo,
+) -> dict[str, Any]:
+    lats = [d.latitude for d in deployments]
+    lons = [d.longitude for d in deployments]
+    if len(set(zip(lats, lons, strict=True))) == 1:
+        spatial = {"type": "Point", "coordinates": [lons[0], lats[0]]}
+    else:
+        w, e, s, n = min(lons), max(lons), min(lats), max(lats)
+        spatial = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    starts = [d.start for d in deployments]
+    ends = [d.start + timedelta(seconds=_duration_s(r)) for d, r in zip(deployments, runs, strict=True)]
+    names = sorted({row[OBSERVATION_COLUMNS.index("scientificName")] for row in observations} - {""})
+    taxonomic = []
+    for name in names:
+        entry = taxa.get(name.casefold())
+        item: dict[str, Any] = {"scientificName": name}
+        if entry and len(entry.names) > 1:
+            item["vernacularNames"] = {"eng": entry.names[1]}
+        taxonomic.append(item)
+    # The same deployments give the same package id: a re-export replaces, not duplicates, a dataset.
+    package_id = uuid.uuid5(uuid.NAMESPACE_URL, "fishcam:" + ",".join(sorted(d.deployment_id for d in deployments)))
+    return {
+        "profile": PROFILE,
+        "name": "fishcam-" + str(package_id)[:8],
+        "id": str(package_id),
+        "created": iso(datetime.now(timezone.utc)),
+        "title": info.title,
+        "contributors": [{"title": info.contributor or getpass.getuser(), "role": "contact"}],
+        "sources": [{"title": "fishcam", "version": __version__}],
+        "project": {
+            "title": info.title,
+            "samplingDesign": info.sampling_design,
+            "captureMethod": [info.capture_method],
+            "individualAnimals": False,
+            "observationLevel": ["event"],
+        },
+        "spatial": spatial,
+        "temporal": {"start": _utc_date(min(starts)), "end": _utc_date(max(ends))},
+        "taxonomic": taxonomic,
+        "resources": [
+            {
+                "name": name,
+                "path": f"{name}.csv",
+                "profile": "tabular-data-resource",
+                "format": "csv",
+                "mediatype": "text/csv",
+                "encoding": "utf-8",
+                "schema": f"{VERSION_URL}/{name}-table-schema.json",
+            }
+            for name in ("deployments", "media", "observations")
+        ],
+    }
