@@ -45,9 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--log-json", action="store_true", help="log one JSON object per line (for services)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", parents=[common], help="process a video file or a folder of images")
-    run.add_argument("source", help="video file (mp4, mov, avi, mkv) or folder of images (name order)")
-    run.add_argument("--out", type=Path, help="output folder (default: runs/<source name>)")
+    run = sub.add_parser("run", parents=[common], help="process a video file, a folder of images or live cameras")
+    run.add_argument(
+        "source",
+        nargs="+",
+        metavar="SOURCE",
+        help="video file (mp4, mov, avi, mkv), folder of images (name order), or camera URL or webcam index; "
+        "several cameras, each NAME=URL or URL, run at once into OUT/<name>/",
+    )
+    run.add_argument("--out", type=Path, help="output folder (default: runs/<source name>, cameras: runs/live-<time>)")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this much video (live: wall) time")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
 
@@ -177,24 +183,41 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _cmd_run(args: argparse.Namespace, config) -> int:
+    if len(args.source) > 1:
+        return _cmd_run_cameras(args, config)
+    from fishcam.cameras import split_name
     from fishcam.progress import RunProgress
     from fishcam.run import build_components, run
     from fishcam.sources import open_source
     from fishcam.sources.live import is_live
 
-    if is_live(args.source):  # load the models before connecting: a camera does not wait
+    name, spec = split_name(args.source[0])  # one camera may be named too: NAME=URL
+    if is_live(spec):  # load the models before connecting: a camera does not wait
         components = build_components(config)
-        source = open_source(args.source, config.source)
+        source = open_source(spec, config.source)
     else:  # a wrong path is reported before seconds of model loading
-        source = open_source(args.source, config.source)
+        source = open_source(spec, config.source)
         components = build_components(config)
-    out_dir = args.out or Path("runs") / _default_name(args.source)
+    out_dir = args.out or Path("runs") / (name or _default_name(spec))
     log.info("processing %s (%dx%d, %.2f fps) into %s", source.name, source.width, source.height, source.fps, out_dir)
     _terminate_on_sigterm()
     with RunProgress(source.status.frames_expected, enabled=not args.quiet and not args.log_json) as progress:
         code, summary = run(source, config, out_dir, components, progress.update)
     _print_run_result(out_dir, summary, quiet=args.quiet)
     return code
+
+
+def _cmd_run_cameras(args: argparse.Namespace, config) -> int:
+    """Several live cameras at once, one thread each, into OUT/<name>/ (see fishcam.cameras)."""
+    from fishcam.cameras import parse_cameras, run_cameras
+    from fishcam.run import build_components
+
+    cameras = parse_cameras(args.source)  # a wrong source list is reported before model loading
+    components = build_components(config)  # the models load once, before any camera connects
+    out_dir = args.out or Path("runs") / ("live-" + time.strftime("%Y%m%d-%H%M%S"))
+    log.info("%d cameras into %s: %s", len(cameras), out_dir, ", ".join(f"{c.name}={c.masked}" for c in cameras))
+    _terminate_on_sigterm()
+    return run_cameras(cameras, config, out_dir, components)
 
 
 def _cmd_batch(args: argparse.Namespace, config) -> int:

@@ -13,8 +13,16 @@ log = logging.getLogger(__name__)
 
 
 class HealthLog:
-    def __init__(self, source: Any, interval_s: float, on_progress: Callable[[LoopStats], None] | None) -> None:
+    def __init__(
+        self,
+        source: Any,
+        interval_s: float,
+        on_progress: Callable[[LoopStats], None] | None,
+        label: str | None = None,
+    ) -> None:
         self.health = getattr(source, "health", None)  # only live sources keep health counters
+        # Which camera a line is about, when one process runs several: "health [reef-north]: …".
+        self.prefix = f"health [{label}]" if label else "health"
         self.interval_s = interval_s
         self.on_progress = on_progress
         self._started = time.monotonic()
@@ -32,9 +40,9 @@ class HealthLog:
         lag = f"{stats.latencies_s[-1]:.2f} s" if stats.latencies_s else "n/a"
         last = time.strftime("%H:%M:%S", time.localtime(h.last_frame_unix)) if h.last_frame_unix else "never"
         log.info(
-            "health: input %.1f fps, processed %.1f fps, dropped %d of %d (%.1f%%), lag %s, reconnects %d, "
+            "%s: input %.1f fps, processed %.1f fps, dropped %d of %d (%.1f%%), lag %s, reconnects %d, "
             "last frame %s, tracks %d open / %d done",
-            input_fps, processed_fps, h.dropped, h.frames_in, 100 * h.dropped / max(h.frames_in, 1), lag,
+            self.prefix, input_fps, processed_fps, h.dropped, h.frames_in, 100 * h.dropped / max(h.frames_in, 1), lag,
             h.reconnects, last, stats.open_tracks, stats.closed_tracks,
         )  # fmt: skip
         self._last, self._last_in, self._last_out = now, h.frames_in, stats.frames

@@ -7,6 +7,7 @@ happens in the sink, models live behind their protocols.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -80,6 +81,28 @@ class LoopSettings:
     pending_grace_s: float = 30.0  # how long a finished track may wait for a slow fallback answer
 
 
+class Stop:
+    """A request, from another thread, that running loops stop as if ``exception`` had reached
+    them: Ctrl-C and SIGTERM arrive in the main thread only, cameras run on their own."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.exception: type[BaseException] = KeyboardInterrupt
+
+    def request(self, exception: type[BaseException] = KeyboardInterrupt) -> None:
+        if not self._event.is_set():  # the first reason stays
+            self.exception = exception
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise the requested exception if a stop was requested."""
+        if self._event.is_set():
+            raise self.exception()
+
+
 class Pipeline:
     def __init__(
         self,
@@ -102,8 +125,9 @@ class Pipeline:
         fps: float,
         sink: PipelineSink,
         on_progress: Callable[[LoopStats], None] | None = None,
+        stop: Stop | None = None,
     ) -> LoopStats:
-        """Process every frame; on any exit (end, error, Ctrl-C) close open tracks into the sink."""
+        """Process every frame; on any exit (end, error, Ctrl-C, ``stop``) close open tracks into the sink."""
         s = self.settings
         # A track is over once the tracker can no longer revive it.
         max_gap_frames = int(np.ceil(s.lost_track_s * fps)) + s.stride
@@ -121,6 +145,8 @@ class Pipeline:
                 frame = next(frames, None)
                 t1 = clock()
                 stage["read"] += t1 - t0
+                if stop is not None:  # before the end check: a stopped live source ends its frames
+                    stop.check()
                 if frame is None:
                     break
                 if s.max_duration_s is not None and frame.time_s >= s.max_duration_s:

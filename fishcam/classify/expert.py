@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,8 @@ class ExpertClassifier:
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.backend = pick_backend(backend, self.device)
         self._compiled = self._openvino(model) if self.backend == "openvino" else None
+        # A compiled model's call reuses one infer request: cameras sharing this expert take turns.
+        self._compiled_lock = threading.Lock()
 
     def _openvino(self, model: torch.nn.Module):
         """The network converted to OpenVINO once (cached by checksum, rebuilt when the weights
@@ -83,7 +86,8 @@ class ExpertClassifier:
         for start in range(0, len(crops_bgr), self.batch_size):
             array = to_batch(crops_bgr[start : start + self.batch_size], self.spec.preprocess)
             if self._compiled is not None:
-                logits = torch.from_numpy(np.asarray(self._compiled(array)[0]))
+                with self._compiled_lock:
+                    logits = torch.from_numpy(np.array(self._compiled(array)[0]))
             else:
                 batch = torch.from_numpy(array).to(self.device, memory_format=torch.channels_last)
                 with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.precision != "fp32"):
