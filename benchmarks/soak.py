@@ -41,6 +41,7 @@ def main() -> None:
         "--fallback", choices=["tiny", "ViT-L-14"], default="tiny",
         help="the fallback's architecture: ViT-L-14 is BioCLIP-2's real size (random weights, 1.7 GB)",
     )  # fmt: skip
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config key=value, as fishcam run")
     args = parser.parse_args()
 
     import builders
@@ -63,7 +64,7 @@ def main() -> None:
             f"detector.weights={args.detector}", "detector.image_size=320",
             f"classify.expert.weights={expert}", f"classify.fallback.model={clip}",
             f"classify.fallback.species_list={ROOT / 'samples' / 'species.txt'}",
-            f"source.duration_s={seconds}", "source.live.health_interval_s=60",
+            f"source.duration_s={seconds}", "source.live.health_interval_s=60", *args.overrides,
         ],
     )  # fmt: skip
     components = build_components(config)

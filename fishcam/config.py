@@ -123,6 +123,9 @@ class PolicyConfig(_Section):
     min_gap_frames: int = Field(5, ge=0, description="frames between two looks at one track")
     max_crops_per_track: int = Field(6, ge=1)
     max_crops_per_frame: int = Field(4, ge=1, description="classification budget of one frame; the rest wait")
+    live_max_crops_per_frame: int = Field(
+        1, ge=1, description="the budget on live streams: a frame's latency stays low, new fish wait a frame or two"
+    )
     settle_votes: int = Field(3, ge=1, description="confident agreeing calls that end the looking")
     better_view_ratio: float = Field(1.5, ge=1, description="area gain that earns a settled track a new look")
     crop_padding: float = Field(0.1, ge=0, le=1)

@@ -171,11 +171,15 @@ def run(
     write_atomic(out_dir / CONFIG_NAME, config.to_yaml())
     reset_detector(components.detector)  # components are reused across videos (batch)
     policy = config.classify.policy
+    live = hasattr(source, "health")
+    looks = policy.model_dump(exclude={"crop_padding", "live_max_crops_per_frame"})
+    if live:  # each expert crop costs tens of ms on a CPU: few per frame keep live latency low
+        looks["max_crops_per_frame"] = min(policy.max_crops_per_frame, policy.live_max_crops_per_frame)
     pipeline = Pipeline(
         components.detector,
         ByteTracker(config.tracker, frame_rate=source.fps / config.detector.stride),
         components.caller,
-        LookPolicy(**policy.model_dump(exclude={"crop_padding"})),
+        LookPolicy(**looks),
         LoopSettings(
             stride=config.detector.stride,
             lost_track_s=config.tracker.lost_track_s,
@@ -185,7 +189,6 @@ def run(
         ),
     )
     fallback = config.classify.fallback
-    live = hasattr(source, "health")
     if components.caller is not None and (fallback.background is True or (fallback.background == "auto" and live)):
         components.caller.run_fallback_in_background(fallback.queue_size, fallback.batch_size)
     overlay = Overlay(config.render.thickness, config.render.text_scale) if config.render.video else None

@@ -3,7 +3,9 @@ never stalls the frame loop: requests beyond the queue's size are refused, not w
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -67,6 +69,7 @@ class ModelWorker:
         self._thread.join(timeout=5)
 
     def _loop(self) -> None:
+        _yield_cpu_to_the_frame_loop()
         while True:
             item = self._requests.get()
             if item is None:
@@ -89,3 +92,11 @@ class ModelWorker:
                 probs = [None] * len(batch)
             for (key, _), row in zip(batch, probs, strict=True):
                 self._answers.append((key, row))
+
+
+def _yield_cpu_to_the_frame_loop() -> None:
+    """Run this thread, and the torch threads it starts, at a lower CPU priority (Linux: a
+    thread's own nice value): a slow fallback uses the cores the live frame loop leaves idle
+    instead of delaying its frames. Elsewhere, or where it is not allowed, nothing changes."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)

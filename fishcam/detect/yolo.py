@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +61,26 @@ EXPORT_FORMATS = {
 }
 
 
+@contextmanager
+def keep_torch_threads() -> Iterator[None]:
+    """Ultralytics' device setup (loading, the first predict) sets torch to cores - 1 threads for
+    the whole process: 1 of 2 on a dual-core laptop, which halved the expert's speed. Undo it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 class YoloDetector:
     def __init__(self, config: DetectorConfig) -> None:
+        with keep_torch_threads():
+            self._load(config)
+
+    def _load(self, config: DetectorConfig) -> None:
         self.config = config
         self.path = hub.resolve(config.weights, "detector")
         if self.path.suffix not in {".pt", ".onnx"} and not self.path.is_dir():
@@ -122,16 +142,17 @@ class YoloDetector:
         return ids
 
     def detect(self, frame: Frame) -> Detections:
-        result = self._model.predict(
-            frame.image_bgr,
-            conf=self.config.confidence,
-            iou=self.config.iou,
-            imgsz=self.config.image_size,
-            device=self.device,
-            classes=self._class_ids,
-            verbose=False,
-            **({"quantize": 16} if self.device.startswith("cuda") else {}),
-        )[0]
+        with keep_torch_threads():
+            result = self._model.predict(
+                frame.image_bgr,
+                conf=self.config.confidence,
+                iou=self.config.iou,
+                imgsz=self.config.image_size,
+                device=self.device,
+                classes=self._class_ids,
+                verbose=False,
+                **({"quantize": 16} if self.device.startswith("cuda") else {}),
+            )[0]
         boxes = result.boxes
         if boxes is None or len(boxes) == 0:
             return Detections.empty()

@@ -65,3 +65,46 @@ def test_slow_fallback_in_the_background_labels_tracks_without_slowing_frames(tm
     assert fallback_calls >= 2 and elapsed < 0.3 * fallback_calls + 2.0
     calls = (tmp_path / "calls.csv").read_text().splitlines()
     assert sum(",fallback," in line for line in calls) == fallback_calls
+
+
+def test_the_worker_runs_below_the_frame_loop_in_cpu_priority():
+    import os
+    import threading
+
+    seen = []
+
+    class Probe(ColourModel):
+        def predict(self, crops_bgr):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return super().predict(crops_bgr)
+
+    worker = ModelWorker(Probe(["a", "b"], {RED: [0.9, 0.1]}), max_pending=2, batch_size=1)
+    worker.submit(0, np.zeros((8, 8, 3), np.uint8))
+    worker.wait(5)
+    worker.close()
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen and seen[0] >= min(here + 10, 19)  # nice 10 more than the frame loop (19 is the floor)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == here  # the caller is untouched
+
+
+def test_live_streams_classify_at_most_the_live_budget_per_frame(tmp_path):
+    from fishcam.sources.live import LiveHealth
+
+    class LiveArrays(ArraySource):  # a stream: it keeps live health counters
+        health = LiveHealth()
+
+    fish = [
+        {"colour": RED, "start": 0, "end": 29, "xy": (10 + 70 * i, 20 + 40 * i), "v": (1, 0), "wh": (40, 24)}
+        for i in range(3)
+    ]
+    images, script = colour_scene(fish, frames=30)
+    per_frame = {}
+    for name, source, budget in (("file", ArraySource, 4), ("live", LiveArrays, 1)):
+        expert = ColourModel(["cod", "hake"], {RED: [0.9, 0.1]})
+        caller = SpeciesCaller(expert, None, expert_threshold=0.7, fallback_threshold=0.6)
+        config = load_config(None, ["render.video=false", "classify.policy.max_crops_per_frame=4"])
+        run(source(images, fps=10.0), config, tmp_path / name, Components(ScriptedDetector(script), caller))
+        frames = [line.split(",")[0] for line in (tmp_path / name / "calls.csv").read_text().splitlines()[1:]]
+        per_frame[name] = max(frames.count(f) for f in set(frames))
+        assert per_frame[name] <= budget
+    assert per_frame == {"file": 3, "live": 1}  # three new fish at once: a file looks at all, a stream at one

@@ -109,3 +109,20 @@ def test_exports_are_cached_by_checksum(tmp_path, monkeypatch):
 
 def test_black_frame_has_no_fish():
     assert len(detector().detect(Frame(np.zeros((480, 640, 3), np.uint8), 0, 0.0))) == 0
+
+
+def test_ultralytics_does_not_change_torchs_thread_count():
+    """Its device setup sets torch to cores - 1 threads for the whole process; that halved the
+    expert's speed on 2 cores."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    before, wanted = torch.get_num_threads(), NUM_THREADS + 1  # anything but what Ultralytics sets
+    torch.set_num_threads(wanted)
+    try:
+        (frame,) = sample_frames([0])
+        found = detector(TEST_DETECTOR, "detector.backend=torch")
+        found.detect(frame)
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
