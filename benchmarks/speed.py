@@ -6,7 +6,8 @@
 The naive loop is what the model card's code does for video: detect on every frame at 640 px,
 then classify every crop of every frame with torch fp32 and PIL preprocessing, one by one.
 fishcam runs its whole pipeline with its fast settings (``configs/fast.yaml``), annotated video
-and every log included. Each mode runs in its own process (peak RSS is per mode); every figure
+and every log included; "tracks-only" is the same without species models and video (decode,
+detect and track: the floor under the rest). Each mode runs in its own process (peak RSS is per mode); every figure
 of a table comes from one run of this script, so compare ratios, not absolute numbers.
 
 The models are the test suite's (the small YOLOv8n fish detector, ConvNeXt-Tiny with random
@@ -133,7 +134,7 @@ def run_naive(clip: Path, args: argparse.Namespace) -> dict:
     return {"frames": frames, "seconds": time.perf_counter() - start, "crops": crops}
 
 
-def run_fishcam(clip: Path, args: argparse.Namespace) -> dict:
+def run_fishcam(clip: Path, args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:
     import tempfile
 
     from fishcam.config import load_config
@@ -143,7 +144,7 @@ def run_fishcam(clip: Path, args: argparse.Namespace) -> dict:
     config = load_config(
         ROOT / "configs" / "fast.yaml",
         [f"detector.weights={DETECTOR}", f"classify.expert.weights={expert_checkpoint()}",
-         f"detector.device={args.device}", f"classify.expert.device={args.device}"],
+         f"detector.device={args.device}", f"classify.expert.device={args.device}", *extra],
     )  # fmt: skip
     components = build_components(config)
     source = open_source(str(clip), config.source)
@@ -160,7 +161,12 @@ def run_fishcam(clip: Path, args: argparse.Namespace) -> dict:
     }
 
 
-MODES = {"decode": run_decode, "naive": run_naive, "fishcam": run_fishcam}
+def run_fishcam_tracks_only(clip: Path, args: argparse.Namespace) -> dict:
+    """The floor under fishcam's cost: decode, detect and track, no species and no video."""
+    return run_fishcam(clip, args, ("classify.enabled=false", "render.video=false"))
+
+
+MODES = {"decode": run_decode, "naive": run_naive, "fishcam": run_fishcam, "tracks-only": run_fishcam_tracks_only}
 
 
 def tracking_quality() -> list[tuple[int, int, dict]]:
@@ -212,7 +218,7 @@ def main() -> None:
             output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             results[mode] = json.loads(output.strip().splitlines()[-1])
         fps = {m: r["frames"] / r["seconds"] for m, r in results.items()}
-        stages = results["fishcam"]["stages"]
+        stages = results["fishcam"]["stages"]  # the whole pipeline's
         per_frame = {k: 1000 * v / results["fishcam"]["frames"] for k, v in stages.items()}
         rows.append((n, fps, per_frame, results))
     print(f"\n1080p clips, {args.frames} frames, device {args.device}\n")

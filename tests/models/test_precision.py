@@ -60,3 +60,30 @@ def test_precision_choice():
     assert pick_precision("auto", "cuda:0") == "fp16"
     with pytest.raises(Exception, match="needs a CUDA device"):
         pick_precision("fp16", "cpu")
+
+
+@pytest.mark.slow
+def test_fast_settings_name_the_same_species_per_track_as_torch_fp32(tmp_path):
+    """The whole fast path (configs/fast.yaml: OpenVINO detector, bf16 expert where the CPU has
+    it) against torch fp32 for the expert, same weights, same tracks: the species of each track."""
+    import csv
+
+    from builders import TEST_DETECTOR
+
+    from fishcam.cli import main
+
+    manifest = write_efficientnet_manifest(tmp_path)
+    species = {}
+    for name, precision in (("fast", "auto"), ("fp32", "fp32")):
+        out = tmp_path / name
+        args = ["run", str(SAMPLES / "dive_sample.mp4"), "--config", "configs/fast.yaml", "--out", str(out), "-q",
+                "--set", f"detector.weights={TEST_DETECTOR}", "--set", f"classify.expert.weights={manifest}",
+                "--set", "classify.expert.threshold=0.3", "--set", f"classify.expert.precision={precision}",
+                "--set", "render.video=false"]  # fmt: skip
+        assert main(args) == 0
+        with (out / "tracks.csv").open() as handle:
+            species[name] = {row["track_id"]: row["species"] for row in csv.DictReader(handle)}
+    assert species["fast"].keys() == species["fp32"].keys() and len(species["fp32"]) >= 6
+    same = sum(species["fast"][t] == species["fp32"][t] for t in species["fp32"]) / len(species["fp32"])
+    assert same >= 0.99, (species["fast"], species["fp32"])
+    assert len(set(species["fp32"].values()) - {"unknown"}) >= 2  # real decisions, not all 'unknown'

@@ -72,6 +72,15 @@ def test_coco_has_track_ids_categories_and_images(run_dir, tmp_path):
     image_ids = {image["id"] for image in data["images"]}
     assert all(a["image_id"] in image_ids and a["bbox"][2] > 0 for a in data["annotations"])
     assert [c["name"] for c in data["categories"]] == ["unclassified"]
+    # Read back by the COCO reference API: indexes build, every box belongs to an image of its frame.
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(tmp_path / "dive_sample.coco.json"))
+    assert len(coco.getAnnIds()) == len(boxes) and len(coco.getImgIds()) == len({b["frame"] for b in boxes})
+    first = boxes[0]
+    (image,) = [i for i in coco.loadImgs(coco.getImgIds()) if i["frame_index"] == int(first["frame"])]
+    mine = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image["id"])) if a["track_id"] == int(first["track_id"])]
+    assert mine[0]["bbox"][0] == pytest.approx(float(first["x1"]), abs=0.1)
 
 
 def test_export_of_a_folder_that_is_not_a_run(tmp_path, capsys):
