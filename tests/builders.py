@@ -187,3 +187,21 @@ class ColourModel:
             rows.append(self.by_colour[centre])
             self.crops_seen += 1
         return np.stack(rows) if rows else np.zeros((0, len(self.labels)), np.float32)
+
+
+def write_tagged_video(path: Path, creation_time: str, frames: int = 5, size=(64, 48)) -> Path:
+    """A black H.264 clip whose container says when it was recorded, as cameras write it."""
+    import av
+
+    width, height = size
+    with av.open(str(path), "w") as container:
+        container.metadata["creation_time"] = creation_time
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        black = np.zeros((height, width, 3), np.uint8)
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(black, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -55,6 +55,9 @@ class ExpertClassifier:
         self._compiled = self._openvino(model) if self.backend == "openvino" else None
         # A compiled model's call reuses one infer request: cameras sharing this expert take turns.
         self._compiled_lock = threading.Lock()
+        # The first call prepares kernels and weight layouts (about a second on a CPU): at load
+        # time, not on the first fish of a video or a live stream.
+        self.predict([np.zeros((*spec.preprocess.size, 3), np.uint8)])
 
     def _openvino(self, model: torch.nn.Module):
         """The network converted to OpenVINO once (cached by checksum, rebuilt when the weights

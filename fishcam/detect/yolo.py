@@ -100,6 +100,10 @@ class YoloDetector:
         names = self._model.names or {}
         self.class_names = {int(k): str(v) for k, v in (names.items() if isinstance(names, dict) else enumerate(names))}
         self._class_ids = self._resolve_classes(config.classes)
+        # Ultralytics sets up its predictor on the first call (about a second): at load time, not
+        # on the first frame of a video or a live stream.
+        blank = np.zeros((config.image_size, config.image_size, 3), np.uint8)
+        self.detect(Frame(blank, 0, 0.0, "warm-up"))
 
     def _exported(self) -> Path:
         """The weights exported for this backend, cached by checksum: reused while the weights

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import frictionless
 import jsonschema
 import pytest
-from builders import ROOT, SAMPLES, TEST_DETECTOR, write_efficientnet_manifest
+from builders import ROOT, SAMPLES, TEST_DETECTOR, write_efficientnet_manifest, write_tagged_video
 
 from fishcam.cli import main
 
@@ -159,19 +159,7 @@ def test_missing_place_or_time_is_named_and_nothing_is_written(classified_run, t
 
 
 def test_the_recording_time_tag_places_a_video_without_start_and_no_fish_is_a_valid_package(tmp_path):
-    import av
-    import numpy as np
-
-    video = tmp_path / "tagged.mp4"
-    with av.open(str(video), "w") as container:
-        container.metadata["creation_time"] = "2026-05-01T09:30:00.000000Z"
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        for _ in range(25):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((120, 160, 3), np.uint8), format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    video = write_tagged_video(tmp_path / "tagged.mp4", "2026-05-01T09:30:00.000000Z", frames=25, size=(160, 120))
     run = tmp_path / "run"
     assert main(["run", str(video), "--out", str(run), "--config", "configs/count-only.yaml", "-q"]) == 0
     assert json.loads((run / "summary.json").read_text())["recorded_start"] == "2026-05-01T09:30:00Z"

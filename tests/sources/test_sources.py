@@ -5,7 +5,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from builders import SAMPLES
+from builders import SAMPLES, write_tagged_video
 
 from fishcam.config import SourceConfig
 from fishcam.errors import SourceError
@@ -93,18 +93,7 @@ def test_other_containers_open(tmp_path):
 
 
 def test_recording_start_comes_from_the_container_tag(tmp_path):
-    import av
-
-    tagged = tmp_path / "tagged.mp4"
-    with av.open(str(tagged), "w") as container:
-        container.metadata["creation_time"] = "2026-05-01T09:30:00.000000Z"
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for _ in range(5):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    tagged = write_tagged_video(tmp_path / "tagged.mp4", "2026-05-01T09:30:00.000000Z")
     source = open_source(str(tagged), SourceConfig())
     assert source.recorded_start_unix == 1777627800.0  # 2026-05-01T09:30:00Z
     source.close()
