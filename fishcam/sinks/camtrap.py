@@ -177,6 +177,10 @@ def _utc_date(moment: datetime) -> str:
 
 
 def _duration_s(run: Any) -> float:
+    """How long the recording covers: a file's frames over its rate; a live run's wall time (it
+    drops frames, so its frame count says less)."""
+    if run.summary.get("live"):
+        return float(run.summary.get("processing_s") or 0.0)
     fps = float(run.summary.get("video_fps") or 25)
     return max(int(run.summary.get("frames") or 0) - 1, 0) / fps
 

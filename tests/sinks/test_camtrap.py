@@ -172,3 +172,15 @@ def test_the_recording_time_tag_places_a_video_without_start_and_no_fish_is_a_va
         "2026-05-01T09:30:01Z",
     )
     assert read_csv(package / "observations.csv") == [] and descriptor["taxonomic"] == []
+
+
+def test_a_deployment_lasts_the_files_frames_or_the_streams_wall_time():
+    from types import SimpleNamespace
+
+    from fishcam.sinks.camtrap import _duration_s
+
+    video = SimpleNamespace(summary={"frames": 201, "video_fps": 25.0, "processing_s": 3.0, "live": None})
+    stream = SimpleNamespace(
+        summary={"frames": 900, "video_fps": 25.0, "processing_s": 60.0, "live": {"drop_rate": 0.4}}
+    )
+    assert (_duration_s(video), _duration_s(stream)) == (8.0, 60.0)  # a stream drops frames: its clock counts
