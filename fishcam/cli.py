@@ -258,11 +258,8 @@ def _camtrap_options(args: argparse.Namespace, runs: list) -> dict:
     taxa_path = args.taxa
     if taxa_path is None:  # the species list the run's fallback used names species scientifically
         config_file = runs[0].folder / "config.yaml"
-        listed = (
-            yaml.safe_load(config_file.read_text())["classify"]["fallback"]["species_list"]
-            if config_file.is_file()
-            else None
-        )
+        saved = (yaml.safe_load(config_file.read_text()) if config_file.is_file() else None) or {}
+        listed = ((saved.get("classify") or {}).get("fallback") or {}).get("species_list")
         taxa_path = Path(listed) if listed and Path(listed).is_file() else None
     defaults = {"latitude": args.latitude, "longitude": args.longitude, "start": args.start, "site": args.site,
                 "depth": args.depth}  # fmt: skip
