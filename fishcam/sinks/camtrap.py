@@ -106,6 +106,10 @@ def deployment_for(run: Any, defaults: dict[str, str]) -> Deployment | str:
         uncertainty = int(float(values["coordinate_uncertainty"])) if values.get("coordinate_uncertainty") else None
     except ValueError as exc:
         raise ConfigError(f"{label}: {exc}; latitude, longitude, depth and uncertainty are numbers") from None
+    if depth is not None and depth < 0:
+        raise ConfigError(f"{label}: depth {depth:g}: give metres below the surface, a positive number")
+    if uncertainty is not None and uncertainty < 1:
+        raise ConfigError(f"{label}: coordinate_uncertainty {uncertainty}: give whole metres, at least 1")
     if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
         raise ConfigError(
             f"{label}: latitude {latitude}, longitude {longitude} is not a place on Earth (WGS84 degrees)"

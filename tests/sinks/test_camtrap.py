@@ -156,6 +156,10 @@ def test_missing_place_or_time_is_named_and_nothing_is_written(classified_run, t
     off_earth = ["--latitude", "95", "--longitude", "2", "--start", START]
     assert main(["export", str(classified_run), "--format", "camtrap-dp", "--out", str(out), "-q", *off_earth]) == 2
     assert "not a place on Earth" in capsys.readouterr().err
+    above_water = ["--latitude", "1", "--longitude", "2", "--start", START, "--depth", "-3"]
+    assert main(["export", str(classified_run), "--format", "camtrap-dp", "--out", str(out), "-q", *above_water]) == 2
+    assert "metres below the surface" in capsys.readouterr().err
+    assert not (out / "camtrap-dp").exists()
 
 
 def test_the_recording_time_tag_places_a_video_without_start_and_no_fish_is_a_valid_package(tmp_path):
