@@ -18,6 +18,7 @@ import numpy as np
 
 from fishcam.classify.caller import SpeciesCaller
 from fishcam.classify.crops import crop
+from fishcam.classify.lagged import LaggedCalls
 from fishcam.classify.ledger import LookPolicy, TrackLedger
 from fishcam.detect.base import Detector
 from fishcam.types import CallRecord, Detections, Frame, TrackSummary
@@ -79,6 +80,9 @@ class LoopSettings:
     max_frames: int | None = None
     max_duration_s: float | None = None
     pending_grace_s: float = 30.0  # how long a finished track may wait for a slow fallback answer
+    # Frames between asking for a crop's species and taking the answer: the expert works while
+    # the loop detects on. At most the policy's min_gap_frames, so results do not change.
+    answer_lag_frames: int = 0
 
 
 class Stop:
@@ -118,6 +122,7 @@ class Pipeline:
         self.settings = settings
         self.ledger = TrackLedger(policy, classifying=caller is not None)
         self.stats = LoopStats()
+        self.lag = min(settings.answer_lag_frames, policy.min_gap_frames)
 
     def run(
         self,
@@ -139,6 +144,7 @@ class Pipeline:
         clock = time.perf_counter
         stage = self.stats.stage_s
         frames = iter(frames)
+        species = LaggedCalls(self.caller, self.lag) if self.caller is not None else None
         try:
             while True:
                 t0 = clock()
@@ -166,13 +172,17 @@ class Pipeline:
                     t2 = clock()
                     last = self.tracker.update(found, frame.time_s)
                     self.ledger.update(frame.index, frame.time_s, last)
-                    t3 = clock()
-                    calls = self._classify(frame, last)
                     stage["detect"] += t2 - t1
-                    stage["track"] += t3 - t2
-                    stage["classify"] += clock() - t3
+                    stage["track"] += clock() - t2
                     self.stats.detected_frames += 1
+                t3 = clock()
+                if species is not None:
+                    # The answers due now go onto their tracks before the ledger picks new looks.
+                    calls = self._answered(species.answers(frame.index))
+                    if detected:
+                        self._ask(species, frame, last)
                 calls += self._collect()
+                stage["classify"] += clock() - t3
                 t4 = clock()
                 if calls:
                     sink.on_calls(calls)
@@ -190,6 +200,11 @@ class Pipeline:
                 if s.max_frames is not None and self.stats.frames >= s.max_frames:
                     break
         finally:
+            if species is not None:
+                answered = self._answered(species.drain())
+                species.close()
+                if answered:
+                    sink.on_calls(answered)
             if self.caller is not None:
                 final = self._resolve(self.caller.finish())
                 if final:
@@ -217,21 +232,25 @@ class Pipeline:
                 records.append(CallRecord(frame_index, time_s, track_id, call))
         return records
 
-    def _classify(self, frame: Frame, detections: Detections) -> list[CallRecord]:
-        if self.caller is None:
-            return []
+    def _ask(self, species: LaggedCalls, frame: Frame, detections: Detections) -> None:
+        """Send the crops the ledger wants looked at; each look is pending until answered."""
         chosen = self.ledger.select(frame.index, detections, frame.width, frame.height)
         if len(chosen) == 0:
-            return []
+            return
         crops = crop(frame.image_bgr, detections.xyxy[chosen], self.settings.crop_padding)
         keep = [i for i, c in enumerate(crops) if c.size > 0]
-        rows = [int(chosen[i]) for i in keep]
-        keys = [(int(detections.track_id[row]), frame.index, frame.time_s) for row in rows]
-        results = self.caller.call([crops[i] for i in keep], keys)
-        records = []
-        for row, (track_id, _, _), call in zip(rows, keys, results, strict=True):
-            self.ledger.observe(track_id, frame.index, call, float(detections.area[row]))
-            if call is not None:
-                records.append(CallRecord(frame.index, frame.time_s, track_id, call))
+        if not keep:
+            return
+        keys = []
+        for i in keep:
+            row = int(chosen[i])
+            track_id = int(detections.track_id[row])
+            self.ledger.observe(track_id, frame.index, None, float(detections.area[row]))
+            keys.append((track_id, frame.index, frame.time_s))
+        species.ask(frame.index, [crops[i] for i in keep], keys)
         self.stats.crops_classified += len(keep)
-        return records
+
+    def _answered(self, answers: list) -> list[CallRecord]:
+        """The species models' answers onto their tracks; a None answer went on to the
+        background fallback and stays pending."""
+        return self._resolve([(key, call) for key, call in answers if call is not None])

@@ -2,11 +2,17 @@
 truth: who decides (expert, fallback, unknown), and exact counts and MaxN."""
 
 import csv
+import threading
+import time
 
+import numpy as np
 import pytest
 from builders import ColourModel, colour_scene
 
+import fishcam.pipeline
+import fishcam.run
 from fishcam.classify.caller import SpeciesCaller
+from fishcam.classify.ledger import LookPolicy
 from fishcam.config import load_config
 from fishcam.detect.scripted import ScriptedDetector
 from fishcam.run import Components, run
@@ -84,3 +90,61 @@ def test_expert_threshold_comes_from_the_manifest_unless_set(tmp_path, convnext_
     assert caller.expert_threshold == 0.5
     caller, _ = build_caller(load_config(None, [f"classify.expert.weights={convnext_checkpoint}"]))
     assert caller.expert_threshold == 0.6
+
+
+class SlowModel(ColourModel):
+    """A ColourModel that takes a random while and notes the thread it ran on."""
+
+    def __init__(self, *args, seed: int = 0) -> None:
+        super().__init__(*args)
+        self.rng = np.random.default_rng(seed)
+        self.threads: set[int] = set()
+
+    def predict(self, crops_bgr):
+        self.threads.add(threading.get_ident())
+        time.sleep(float(self.rng.uniform(0, 0.05)))
+        return super().predict(crops_bgr)
+
+
+def run_scene(out, lag, seed):
+    images, script = colour_scene(FISH, frames=60)
+    expert = SlowModel(["cod", "hake"], {RED: [0.9, 0.1], GREEN: [0.55, 0.45], BLUE: [0.5, 0.5]}, seed=seed)
+    fallback = ColourModel(["Pterois volitans", "Gadus morhua"], {GREEN: [0.8, 0.2], BLUE: [0.45, 0.55]})
+    caller = SpeciesCaller(expert, fallback, expert_threshold=0.7, fallback_threshold=0.6)
+    config = load_config(None, ["render.video=false", "classify.policy.min_gap_frames=4"])
+    settings = fishcam.run.LoopSettings
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fishcam.run, "LoopSettings", lambda **kw: settings(**{**kw, "answer_lag_frames": lag}))
+        code, summary = run(ArraySource(images, fps=10.0), config, out, Components(ScriptedDetector(script), caller))
+    assert code == 0
+    return summary, expert
+
+
+def test_species_calls_run_beside_the_frame_loop_and_decide_as_if_answered_at_once(tmp_path):
+    """The expert works on its own thread and its answers are taken a fixed number of frames
+    later: whatever its speed, the run decides exactly what answering at once decides."""
+    at_once, _ = run_scene(tmp_path / "at-once", lag=0, seed=1)
+    lagged, expert = run_scene(tmp_path / "lagged", lag=4, seed=2)
+    assert threading.get_ident() not in expert.threads
+    for name in ("tracks.csv", "species_counts.csv"):
+        assert (tmp_path / "lagged" / name).read_text() == (tmp_path / "at-once" / name).read_text()
+    looks = sorted(map(tuple, (r.values() for r in read_csv(tmp_path / "at-once" / "calls.csv"))))
+    assert sorted(map(tuple, (r.values() for r in read_csv(tmp_path / "lagged" / "calls.csv")))) == looks
+    assert at_once["crops_classified"] == lagged["crops_classified"] and at_once["calls"] == lagged["calls"]
+    # A lag longer than the policy's gap between looks would change decisions: it is capped.
+    assert fishcam.pipeline.Pipeline(
+        None, None, None, LookPolicy(min_gap_frames=4), fishcam.pipeline.LoopSettings(answer_lag_frames=9)
+    ).lag == 4
+
+
+def test_a_species_model_error_ends_the_run_with_its_message(tmp_path):
+    class Broken(ColourModel):
+        def predict(self, crops_bgr):
+            raise RuntimeError("expert exploded")
+
+    images, script = colour_scene(FISH, frames=60)
+    caller = SpeciesCaller(Broken(["cod"], {}), None, expert_threshold=0.7, fallback_threshold=0.6)
+    with pytest.raises(RuntimeError, match="expert exploded"):
+        run(ArraySource(images, fps=10.0), load_config(None, ["render.video=false"]), tmp_path,
+            Components(ScriptedDetector(script), caller))  # fmt: skip
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "tracks.csv").exists()

@@ -6,6 +6,7 @@ streams): then a crop's call comes back frames later through :meth:`SpeciesCalle
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -34,6 +35,8 @@ class SpeciesCaller:
         self._waiting: dict[Hashable, np.ndarray | None] = {}  # key -> the expert's probabilities
         self.last_expert_probs: np.ndarray | None = None  # of the latest call, for reports
         self.counts = {"expert": 0, "fallback": 0, "unknown": 0, "fallback_crops": 0, "fallback_refused": 0}
+        # call() may run on the species thread while the frame loop collects fallback answers.
+        self._lock = threading.Lock()
 
     def run_fallback_in_background(self, max_pending: int, batch_size: int) -> None:
         if self.fallback is not None and self.worker is None:
@@ -51,14 +54,17 @@ class SpeciesCaller:
                 calls[i] = expert_call(probs, self.expert.labels, self.expert_threshold)
         unsure = [i for i, call in enumerate(calls) if call is None]
         if unsure and self.fallback is not None:
-            self.counts["fallback_crops"] += len(unsure)
+            self._count("fallback_crops", len(unsure))
             if self.worker is not None:
                 for i in unsure:
                     key = keys[i] if keys is not None else i
-                    if self.worker.submit(key, crops_bgr[i]):
+                    with self._lock:  # before submitting: the answer may come back at once
                         self._waiting[key] = None if expert_probs is None else expert_probs[i]
-                    else:  # the fallback is saturated: the frame loop does not wait for it
-                        self.counts["fallback_refused"] += 1
+                    if not self.worker.submit(key, crops_bgr[i]):
+                        # The fallback is saturated: the frame loop does not wait for it.
+                        with self._lock:
+                            self._waiting.pop(key, None)
+                        self._count("fallback_refused")
                         calls[i] = self._without_fallback(None if expert_probs is None else expert_probs[i])
             else:
                 fallback_probs = self.fallback.predict([crops_bgr[i] for i in unsure])
@@ -69,8 +75,12 @@ class SpeciesCaller:
                 calls[i] = self._without_fallback(None if expert_probs is None else expert_probs[i])
         for call in calls:
             if call is not None:
-                self.counts[call.origin.value] += 1
+                self._count(call.origin.value)
         return calls
+
+    def _count(self, what: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[what] += n
 
     def collect(self) -> list[tuple[Hashable, SpeciesCall]]:
         """Fallback answers that arrived since the last call, with the keys given to :meth:`call`."""
@@ -78,13 +88,14 @@ class SpeciesCaller:
             return []
         out = []
         for key, probs in self.worker.collect():
-            expert_probs = self._waiting.pop(key, None)
+            with self._lock:
+                expert_probs = self._waiting.pop(key, None)
             if probs is None:
                 call = self._without_fallback(expert_probs)
             else:
                 assert self.fallback is not None
                 call = fallback_call(probs, self.fallback.labels, self.fallback_threshold)
-            self.counts[call.origin.value] += 1
+            self._count(call.origin.value)
             out.append((key, call))
         return out
 
