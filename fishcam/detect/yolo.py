@@ -109,7 +109,10 @@ class YoloDetector:
         """The weights exported for this backend, cached by checksum: reused while the weights
         stay the same, rebuilt when they change. Exporting takes seconds, once."""
         fmt, suffix = EXPORT_FORMATS[self.backend]
-        key = f"{hub.sha256_file(self.path)[:16]}-{self.backend}-{self.config.image_size}"
+        # CPU runtimes take any input shape, so a frame is letterboxed to its own aspect (320x192
+        # for 16:9, as torch does) rather than padded to a square: 40 % less to compute at 1080p.
+        dynamic = self.backend in {"openvino", "onnx"}
+        key = f"{hub.sha256_file(self.path)[:16]}-{self.backend}-{self.config.image_size}{'-dynamic' if dynamic else ''}"
         folder = exports_dir() / key
         target = folder / f"model{suffix}"
         if target.exists():
@@ -120,7 +123,7 @@ class YoloDetector:
         shutil.copyfile(self.path, folder / "model.pt")
         log.info("exporting detector %s to %s (once; cached in %s)", self.path.name, self.backend, folder)
         try:
-            options = {"half": True} if self.backend == "tensorrt" else {}
+            options = {"half": True} if self.backend == "tensorrt" else {"dynamic": dynamic}
             exported = YOLO(str(folder / "model.pt"), task="detect").export(
                 format=fmt, imgsz=self.config.image_size, device=self.device, verbose=False, **options
             )

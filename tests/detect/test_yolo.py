@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from builders import SAMPLES, TEST_DETECTOR
@@ -97,6 +98,14 @@ def test_every_runtime_backend_finds_the_same_boxes_as_torch(onnx_detector):
         reference = torch_detector.detect(frame)
         same_boxes(reference, openvino.detect(frame))
         same_boxes(reference, onnx.detect(frame))
+    # The OpenVINO export takes any shape: a 16:9 frame is letterboxed to 320x192 as torch does,
+    # not padded to 320x320 (the cost of detection at 1080p).
+    assert openvino._model.predictor.model.dynamic
+    (frame,) = sample_frames([150])
+    wide = Frame(cv2.resize(frame.image_bgr[60:420], (1280, 720)), 0, 0.0)
+    found = torch_detector.detect(wide)
+    assert len(found) >= 3
+    same_boxes(found, openvino.detect(wide))
 
 
 def test_exports_are_cached_by_checksum(tmp_path, monkeypatch):
