@@ -112,7 +112,8 @@ class YoloDetector:
         # CPU runtimes take any input shape, so a frame is letterboxed to its own aspect (320x192
         # for 16:9, as torch does) rather than padded to a square: 40 % less to compute at 1080p.
         dynamic = self.backend in {"openvino", "onnx"}
-        key = f"{hub.sha256_file(self.path)[:16]}-{self.backend}-{self.config.image_size}{'-dynamic' if dynamic else ''}"
+        shape = f"{self.config.image_size}{'-dynamic' if dynamic else ''}"
+        key = f"{hub.sha256_file(self.path)[:16]}-{self.backend}-{shape}"
         folder = exports_dir() / key
         target = folder / f"model{suffix}"
         if target.exists():
