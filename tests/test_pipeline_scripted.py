@@ -132,9 +132,12 @@ def test_species_calls_run_beside_the_frame_loop_and_decide_as_if_answered_at_on
     assert sorted(map(tuple, (r.values() for r in read_csv(tmp_path / "lagged" / "calls.csv")))) == looks
     assert at_once["crops_classified"] == lagged["crops_classified"] and at_once["calls"] == lagged["calls"]
     # A lag longer than the policy's gap between looks would change decisions: it is capped.
-    assert fishcam.pipeline.Pipeline(
-        None, None, None, LookPolicy(min_gap_frames=4), fishcam.pipeline.LoopSettings(answer_lag_frames=9)
-    ).lag == 4
+    assert (
+        fishcam.pipeline.Pipeline(
+            None, None, None, LookPolicy(min_gap_frames=4), fishcam.pipeline.LoopSettings(answer_lag_frames=9)
+        ).lag
+        == 4
+    )
 
 
 def test_a_species_model_error_ends_the_run_with_its_message(tmp_path):
