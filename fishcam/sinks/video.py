@@ -34,11 +34,13 @@ class H264Writer:
         self.frames = 0
 
     def write(self, image_bgr: np.ndarray) -> None:
-        if image_bgr.shape[0] != self.height or image_bgr.shape[1] != self.width:
-            import cv2
+        import cv2
 
+        if image_bgr.shape[0] != self.height or image_bgr.shape[1] != self.width:
             image_bgr = cv2.resize(image_bgr, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image_bgr), format="bgr24")
+        # OpenCV's SIMD colour conversion: about 4x faster than FFmpeg's swscale from bgr24.
+        yuv = cv2.cvtColor(np.ascontiguousarray(image_bgr), cv2.COLOR_BGR2YUV_I420)
+        frame = self._av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
