@@ -96,6 +96,11 @@ def build_components(config: Config) -> Components:
         described.update(models)
     else:
         log.info("species classification is off (classify.enabled=false): tracks are counted, not named")
+    # The tracking and drawing libraries take most of a second to import: now, with the models,
+    # not at the first video's first frame.
+    import supervision  # noqa: F401
+    import trackers  # noqa: F401
+
     return Components(detector, caller, described)
 
 
