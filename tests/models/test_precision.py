@@ -87,3 +87,20 @@ def test_fast_settings_name_the_same_species_per_track_as_torch_fp32(tmp_path):
     same = sum(species["fast"][t] == species["fp32"][t] for t in species["fp32"]) / len(species["fp32"])
     assert same >= 0.99, (species["fast"], species["fp32"])
     assert len(set(species["fp32"].values()) - {"unknown"}) >= 2  # real decisions, not all 'unknown'
+
+
+@pytest.mark.parametrize("precision", ["fp32", pick_precision("auto", "cpu")])
+def test_a_crops_probabilities_do_not_depend_on_its_batch(convnext_checkpoint, precision):
+    """The species thread sends frames that queued up together as one batch; the answers must not
+    depend on what else was in it (bf16: bit for bit; fp32: within float rounding)."""
+    from fishcam.models.expert_spec import published_expert
+
+    expert = ExpertClassifier(published_expert(str(convnext_checkpoint)), device="cpu", precision=precision)
+    crops = sample_crops(every=40)[:9]
+    alone = np.concatenate([expert.predict([c]) for c in crops])
+    together = np.concatenate([expert.predict(crops[:4]), expert.predict(crops[4:])])
+    if precision == "bf16":
+        assert np.array_equal(alone, together)
+    else:
+        assert np.allclose(alone, together, rtol=0, atol=1e-6)
+    assert (alone.argmax(axis=1) == together.argmax(axis=1)).all()
