@@ -21,6 +21,7 @@ real underwater footage, scaled to 1080p, cached in runs/bench/.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import resource
 import subprocess
@@ -39,9 +40,10 @@ CUTOUTS = ["lionfish.png", "bluegroper.png", "butterflyfish.png", "moonwrasse.pn
 
 
 def make_clip(n_fish: int, frames: int, width: int = 1920, height: int = 1080) -> Path:
-    """Fish swimming across real footage at 1080p (cached)."""
+    """Fish swimming across real footage at 1080p (cached), with its exact ground truth beside
+    it (``<clip>.gt.csv``: frame, fish_id, x1, y1, x2, y2)."""
     path = CACHE / f"clip_{n_fish}fish_{height}p_{frames}f.mp4"
-    if path.exists():
+    if path.exists() and truth_path(path).exists():
         return path
     import av
     import cv2
@@ -60,17 +62,32 @@ def make_clip(n_fish: int, frames: int, width: int = 1920, height: int = 1080) -
     backgrounds = (cv2.resize(f, (width, height)) for f in read_footage(0, frames))
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.mp4")
+    truth = []
     with av.open(str(tmp), "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "23", "preset": "veryfast"}
-        for image, _ in render_clip(backgrounds, scenario, seed=n_fish):
+        for index, (image, boxes) in enumerate(render_clip(backgrounds, scenario, seed=n_fish)):
+            truth += [(index, fish_id, *box) for fish_id, _, box in boxes]
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    with truth_path(path).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["frame", "fish_id", "x1", "y1", "x2", "y2"])
+        writer.writerows(truth)
     tmp.rename(path)
     return path
+
+
+def truth_path(clip: Path) -> Path:
+    return clip.with_suffix(".gt.csv")
+
+
+def read_truth(clip: Path) -> list[dict]:
+    with truth_path(clip).open() as handle:
+        return [{k: int(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
 def expert_checkpoint() -> Path:
@@ -199,24 +216,33 @@ MODES = {
 }
 
 
-def tracking_quality() -> list[tuple[int, int, dict]]:
-    """IDF1, MOTA and count error of the detector + tracker on the dive sample's ground truth,
-    for each detection size and stride (what the fast settings trade)."""
-    from test_tracking import mot_scores, track_sample
+def tracking_quality(frames: int) -> list[tuple[str, int, int, dict]]:
+    """IDF1, MOTA and count error of the detector + tracker against exact ground truth, for each
+    detection size and stride (what the fast settings trade): on the dive sample (640x480, 6
+    fish) and on the 1080p 20-fish benchmark clip."""
+    from builders import SAMPLES, read_ground_truth, sample_meta
+    from test_tracking import score_tracks, track_video
 
     from fishcam.config import load_config
     from fishcam.detect.yolo import YoloDetector
 
+    clip = make_clip(20, frames)
+    videos = [
+        ("dive sample, 6 fish", SAMPLES / "dive_sample.mp4", read_ground_truth("dive_sample"),
+         sample_meta("dive_sample")["frames"], (640, 320)),
+        ("1080p, 20 fish", clip, read_truth(clip), frames, (320,)),
+    ]  # fmt: skip
     rows = []
-    fish = 6
-    for size in (640, 320):
-        detector = YoloDetector(
-            load_config(None, [f"detector.weights={DETECTOR}", f"detector.image_size={size}"]).detector
-        )
-        for stride in (1, 2, 3):
-            sink = track_sample("dive_sample", detector, stride=stride)
-            scores = mot_scores("dive_sample", sink, stride=stride)
-            rows.append((size, stride, {**scores, "count_error": len(sink.tracks) - fish}))
+    for name, path, truth, length, sizes in videos:
+        fish = len({row["fish_id"] for row in truth})
+        for size in sizes:
+            detector = YoloDetector(
+                load_config(None, [f"detector.weights={DETECTOR}", f"detector.image_size={size}"]).detector
+            )
+            for stride in (1, 2, 3):
+                sink = track_video(path, detector, stride=stride)
+                scores = score_tracks(truth, length, sink, stride=stride)
+                rows.append((name, size, stride, {**scores, "count_error": len(sink.tracks) - fish}))
     return rows
 
 
@@ -270,17 +296,17 @@ def main() -> None:
         )
 
 
-def print_tracking_quality() -> None:
-    print("\nTracking on the dive sample's ground truth (640x480, 6 fish), by detection size and stride:\n")
-    print("| image size | stride | IDF1 | MOTA | ID switches | tracks − fish |")
-    print("|---|---|---|---|---|---|")
-    for size, stride, s in tracking_quality():
+def print_tracking_quality(frames: int) -> None:
+    print("\nTracking against exact ground truth, by detection size and stride:\n")
+    print("| video | image size | stride | IDF1 | MOTA | ID switches | tracks − fish |")
+    print("|---|---|---|---|---|---|---|")
+    for name, size, stride, s in tracking_quality(frames):
         scores = f"{s['idf1']:.3f} | {s['mota']:.3f} | {s['num_switches']:.0f} | {s['count_error']:+d}"
-        print(f"| {size} | {stride} | {scores} |")
+        print(f"| {name} | {size} | {stride} | {scores} |")
 
 
 if __name__ == "__main__":
     if "--tracking" in sys.argv:
-        print_tracking_quality()
+        print_tracking_quality(300)
     else:
         main()

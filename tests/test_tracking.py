@@ -38,7 +38,11 @@ class Collect:
 
 
 def track_sample(name, detector, stride=1, tracker=None):
-    source = open_source(str(SAMPLES / f"{name}.mp4"), load_config().source)
+    return track_video(SAMPLES / f"{name}.mp4", detector, stride, tracker)
+
+
+def track_video(path, detector, stride=1, tracker=None):
+    source = open_source(str(path), load_config().source)
     sink = Collect()
     pipeline = Pipeline(
         detector,
@@ -52,11 +56,16 @@ def track_sample(name, detector, stride=1, tracker=None):
 
 
 def mot_scores(name, sink, stride=1):
+    return score_tracks(read_ground_truth(name), sample_meta(name)["frames"], sink, stride)
+
+
+def score_tracks(truth_rows, frames, sink, stride=1):
+    """IDF1, MOTA and ID switches on the detected frames, against rows of frame, fish_id, x1..y2."""
     gt = defaultdict(list)
-    for row in read_ground_truth(name):
+    for row in truth_rows:
         gt[row["frame"]].append((row["fish_id"], [row["x1"], row["y1"], row["x2"], row["y2"]]))
     acc = mm.MOTAccumulator(auto_id=False)
-    for frame in range(0, sample_meta(name)["frames"], stride):
+    for frame in range(0, frames, stride):
         truth = gt.get(frame, [])
         hyp = sink.boxes.get(frame, [])
         # motmetrics 1.4's own iou_matrix predates NumPy 2; supervision computes the same IoU.
@@ -66,7 +75,7 @@ def mot_scores(name, sink, stride=1):
         )
         distances = np.where(iou >= 0.5, 1.0 - iou, np.nan)
         acc.update([i for i, _ in truth], [t for t, _ in hyp], distances, frameid=frame)
-    metrics = mm.metrics.create().compute(acc, metrics=["idf1", "mota", "num_switches"], name=name)
+    metrics = mm.metrics.create().compute(acc, metrics=["idf1", "mota", "num_switches"], name="tracks")
     return {k: float(metrics[k].iloc[0]) for k in ("idf1", "mota", "num_switches")}
 
 
