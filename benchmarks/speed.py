@@ -246,9 +246,20 @@ def tracking_quality(frames: int) -> list[tuple[str, int, int, dict]]:
     return rows
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). getrusage's ru_maxrss survives exec on Linux, so a
+    child would report the benchmark's own peak (rendering the clips) when larger."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(args: argparse.Namespace) -> None:
     result = MODES[args.mode](Path(args.clip), args)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
