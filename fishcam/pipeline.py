@@ -83,6 +83,8 @@ class LoopSettings:
     # Frames between asking for a crop's species and taking the answer: the expert works while
     # the loop detects on. At most the policy's min_gap_frames, so results do not change.
     answer_lag_frames: int = 0
+    species_workers: int = 1  # threads running the species models, each on species_threads torch threads
+    species_threads: int | None = None
 
 
 class Stop:
@@ -144,7 +146,9 @@ class Pipeline:
         clock = time.perf_counter
         stage = self.stats.stage_s
         frames = iter(frames)
-        species = LaggedCalls(self.caller, self.lag) if self.caller is not None else None
+        species = None
+        if self.caller is not None:
+            species = LaggedCalls(self.caller, self.lag, s.species_workers, s.species_threads)
         try:
             while True:
                 t0 = clock()

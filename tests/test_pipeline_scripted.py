@@ -151,3 +151,28 @@ def test_a_species_model_error_ends_the_run_with_its_message(tmp_path):
         run(ArraySource(images, fps=10.0), load_config(None, ["render.video=false"]), tmp_path,
             Components(ScriptedDetector(script), caller))  # fmt: skip
     assert (tmp_path / "summary.json").exists() and (tmp_path / "tracks.csv").exists()
+
+
+def test_on_a_cpu_two_species_workers_split_the_torch_threads(tmp_path):
+    import torch
+
+    class Recording(ColourModel):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.seen = set()
+
+        def predict(self, crops_bgr):
+            self.seen.add((threading.get_ident(), torch.get_num_threads()))
+            time.sleep(0.01)
+            return super().predict(crops_bgr)
+
+    before = torch.get_num_threads()
+    images, script = colour_scene(FISH, frames=60)
+    expert = Recording(["cod", "hake"], {RED: [0.9, 0.1], GREEN: [0.55, 0.45], BLUE: [0.5, 0.5]})
+    caller = SpeciesCaller(expert, None, expert_threshold=0.7, fallback_threshold=0.6)
+    code, _ = run(ArraySource(images, fps=10.0), load_config(None, ["render.video=false"]), tmp_path,
+                  Components(ScriptedDetector(script), caller))  # fmt: skip
+    assert code == 0
+    assert {threads for _, threads in expert.seen} == {max(1, before // 2)}
+    assert threading.get_ident() not in {ident for ident, _ in expert.seen}
+    assert torch.get_num_threads() == before  # the frame loop's (and the detector's) count is untouched
