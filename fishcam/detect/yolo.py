@@ -62,12 +62,15 @@ EXPORT_FORMATS = {
 
 
 @contextmanager
-def keep_torch_threads() -> Iterator[None]:
+def keep_torch_threads(inside: int | None = None) -> Iterator[None]:
     """Ultralytics' device setup (loading, the first predict) sets torch to cores - 1 threads for
-    the whole process: 1 of 2 on a dual-core laptop, which halved the expert's speed. Undo it."""
+    the whole process: 1 of 2 on a dual-core laptop, which halved the expert's speed. Undo it.
+    ``inside``: torch's thread count for this thread meanwhile."""
     import torch
 
     threads = torch.get_num_threads()
+    if inside is not None:
+        torch.set_num_threads(inside)
     try:
         yield
     finally:
@@ -150,7 +153,11 @@ class YoloDetector:
         return ids
 
     def detect(self, frame: Frame) -> Detections:
-        with keep_torch_threads():
+        # With another runtime doing the inference, torch only pre- and post-processes a small
+        # tensor: one thread, so no OpenMP thread spins after each of those ops against the
+        # decoder, the encoder and the expert (20-fish benchmark: 51 -> 65 fps where torch had been
+        # imported before fishcam could ask OpenMP to wait passively).
+        with keep_torch_threads(None if self.backend == "torch" else 1):
             result = self._model.predict(
                 frame.image_bgr,
                 conf=self.config.confidence,

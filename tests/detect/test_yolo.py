@@ -135,3 +135,22 @@ def test_ultralytics_does_not_change_torchs_thread_count():
         assert torch.get_num_threads() == wanted
     finally:
         torch.set_num_threads(before)
+
+
+def test_with_openvino_torch_runs_the_detectors_small_ops_on_one_thread():
+    """The inference is OpenVINO's; torch's pre- and post-processing of a small tensor on more
+    threads only left OpenMP threads spinning against the expert, decoder and encoder."""
+    import torch
+
+    openvino = detector(TEST_DETECTOR, "detector.backend=openvino")
+    seen = []
+    predict = openvino._model.predict
+    openvino._model.predict = lambda *a, **k: seen.append(torch.get_num_threads()) or predict(*a, **k)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        (frame,) = sample_frames([150])
+        assert len(openvino.detect(frame)) >= 3
+        assert seen == [1] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
