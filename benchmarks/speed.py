@@ -258,6 +258,8 @@ def peak_rss_mb() -> float:
 
 
 def child(args: argparse.Namespace) -> None:
+    if args.mode != "naive":
+        import fishcam  # noqa: F401  (first, as its command line does: it sets up OpenMP before torch loads)
     result = MODES[args.mode](Path(args.clip), args)
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
