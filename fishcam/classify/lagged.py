@@ -20,6 +20,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from fishcam.classify.caller import SpeciesCaller
+from fishcam.classify.worker import with_queued
 from fishcam.types import SpeciesCall
 
 log = logging.getLogger(__name__)
@@ -89,16 +90,7 @@ class LaggedCalls:
             # Frames asked while the models were busy go through them together: a batch of 8
             # costs 20 % less a crop than one at a time on a CPU. A crop's probabilities do not
             # depend on its batch (bf16: bit for bit; fp32: to float rounding, about 1e-8; tested).
-            batch = [item]
-            while True:
-                try:
-                    more = self._requests.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._requests.put(None)
-                    break
-                batch.append(more)
+            batch = with_queued(self._requests, item)
             try:
                 calls = self.caller.call(
                     [c for crops, _, _ in batch for c in crops], [k for _, keys, _ in batch for k in keys]

@@ -74,16 +74,7 @@ class ModelWorker:
             item = self._requests.get()
             if item is None:
                 return
-            batch = [item]
-            while len(batch) < self.batch_size:
-                try:
-                    more = self._requests.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._requests.put(None)
-                    break
-                batch.append(more)
+            batch = with_queued(self._requests, item, self.batch_size)
             try:
                 probs: Any = self.model.predict([crop for _, crop in batch])
             except Exception:  # a model failure must not kill the worker: the crops stay unknown
@@ -92,6 +83,22 @@ class ModelWorker:
                 probs = [None] * len(batch)
             for (key, _), row in zip(batch, probs, strict=True):
                 self._answers.append((key, row))
+
+
+def with_queued(requests: queue.Queue, first: Any, limit: int | None = None) -> list:
+    """``first`` and what else is waiting in ``requests`` (up to ``limit`` in all), without
+    waiting; a None (stop) met on the way is put back for the next take."""
+    batch = [first]
+    while limit is None or len(batch) < limit:
+        try:
+            more = requests.get_nowait()
+        except queue.Empty:
+            break
+        if more is None:
+            requests.put(None)
+            break
+        batch.append(more)
+    return batch
 
 
 def _yield_cpu_to_the_frame_loop() -> None:
