@@ -81,8 +81,9 @@ class LoopSettings:
     max_duration_s: float | None = None
     pending_grace_s: float = 30.0  # how long a finished track may wait for a slow fallback answer
     # Frames between asking for a crop's species and taking the answer: the expert works while
-    # the loop detects on. At most the policy's min_gap_frames, so results do not change.
-    answer_lag_frames: int = 0
+    # the loop detects on. At most (None: exactly) the policy's min_gap_frames, so results do not
+    # change; 0 answers at once.
+    answer_lag_frames: int | None = None
     species_workers: int = 1  # threads running the species models, each on species_threads torch threads
     species_threads: int | None = None
 
@@ -124,7 +125,8 @@ class Pipeline:
         self.settings = settings
         self.ledger = TrackLedger(policy, classifying=caller is not None)
         self.stats = LoopStats()
-        self.lag = min(settings.answer_lag_frames, policy.min_gap_frames)
+        lag = settings.answer_lag_frames
+        self.lag = policy.min_gap_frames if lag is None else min(lag, policy.min_gap_frames)
 
     def run(
         self,

@@ -191,7 +191,6 @@ def run(
             crop_padding=policy.crop_padding,
             max_frames=config.source.max_frames,
             max_duration_s=config.source.duration_s,
-            answer_lag_frames=policy.min_gap_frames,
             **species_threads(components.caller),
         ),
     )
