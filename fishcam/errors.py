@@ -35,6 +35,13 @@ class SourceError(FishcamError):
     exit_code = 3
 
 
+class OutputError(FishcamError):
+    """An output cannot be written: a read-only or missing folder, a path that is a file, a full
+    disk. The message names the path and the cause; what was written before stays valid."""
+
+    exit_code = 6
+
+
 class SpeciesListError(ConfigError):
     """The fallback's species list is missing, empty or has duplicates."""
 
