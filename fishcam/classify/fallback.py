@@ -21,6 +21,7 @@ from fishcam.classify.preprocess import to_batch
 from fishcam.classify.species_list import SpeciesEntry, prompts_for
 from fishcam.errors import ModelError
 from fishcam.models import hub
+from fishcam.models.checkpoint import load_state_dict
 from fishcam.models.devices import pick_device
 from fishcam.models.expert_spec import Preprocess
 
@@ -53,14 +54,27 @@ class ZeroShotFallback:
         self.device = pick_device(device)
         self.batch_size = batch_size
         self.folder = _model_folder(hub.resolve(model_ref, "fallback"))
+        weights = weights_file(self.folder)
+        state = load_state_dict(weights)  # tensors only: open_clip would fall back to full unpickling
         name = f"local-dir:{self.folder}"
         try:
-            model, _, _ = open_clip.create_model_and_transforms(name, device=self.device)
+            # The architecture from the folder's config, with no weights of its own (and no base
+            # tower weights fetched from a hub); fishcam loads the folder's tensors itself.
+            model, _, _ = open_clip.create_model_and_transforms(
+                name, load_weights=False, pretrained_image=False, pretrained_text=False
+            )
             tokenizer = open_clip.get_tokenizer(name)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ModelError(f"cannot load fallback model from {self.folder}: {exc}".split("\n")[0]) from exc
-        self.model = model.eval()
-        self.weights = hub.describe(self.folder)
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise ModelError(f"cannot build fallback model from {self.folder}: {exc}".split("\n")[0]) from exc
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(
+                f"fallback weights {weights} do not fit the architecture in {self.folder / CONFIG_FILE}: "
+                f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}"
+            ) from exc
+        self.model = model.to(self.device).eval()
+        self.weights = hub.describe(weights)
         self.preprocess = _preprocess_of(model)
         self.text_features = self._text_features(tokenizer, cache_dir or embeddings_cache_dir())
         self.logit_scale = float(model.logit_scale.exp().item()) if hasattr(model, "logit_scale") else 100.0
@@ -108,15 +122,44 @@ class ZeroShotFallback:
         return {"model": self.model_ref, **self.weights, "species": len(self.labels), "device": self.device}
 
 
+CONFIG_FILE = "open_clip_config.json"
+# open_clip's own preference among the weight files of a folder, tensor formats first.
+WEIGHT_FILES = (
+    "open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
+    "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth", "pytorch_model.bin", "pytorch_model.pth", "model.pth",
+)  # fmt: skip
+
+
 def _model_folder(path: Path) -> Path:
     """An open_clip model folder: open_clip_config.json beside the weights."""
     folder = path if path.is_dir() else path.parent
-    if not (folder / "open_clip_config.json").is_file():
+    if not (folder / CONFIG_FILE).is_file():
         raise ModelError(
-            f"fallback model {path} needs open_clip_config.json beside its weights "
+            f"fallback model {path} needs {CONFIG_FILE} beside its weights "
             f"(the layout of an open_clip Hugging Face repo)"
         )
     return folder
+
+
+def weights_file(folder: Path) -> Path:
+    """The weights of an open_clip folder. None at all is refused: open_clip would build the model
+    with random weights and only log a warning, and every species in every output would be noise."""
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    others = sorted(p for p in folder.iterdir() if p.suffix in {".safetensors", ".bin", ".pth", ".pt"} and p.is_file())
+    if len(others) == 1:
+        return others[0]
+    if others:
+        raise ModelError(
+            f"fallback folder {folder} holds several weight files ({', '.join(p.name for p in others)}): "
+            f"keep one, or name it open_clip_model.safetensors"
+        )
+    raise ModelError(
+        f"fallback folder {folder} has {CONFIG_FILE} but no weights (open_clip_model.safetensors): fishcam will not "
+        f"run a randomly initialised model. Download open_clip_model.safetensors from the model's Hugging Face repo "
+        f"into that folder"
+    )
 
 
 def _preprocess_of(model) -> Preprocess:

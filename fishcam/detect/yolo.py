@@ -15,6 +15,7 @@ import numpy as np
 from fishcam.config import DetectorConfig
 from fishcam.errors import ConfigError, ModelError
 from fishcam.models import hub
+from fishcam.models.checkpoint import check_ultralytics_checkpoint
 from fishcam.models.devices import exports_dir, pick_device
 from fishcam.types import Detections, Frame
 
@@ -88,6 +89,8 @@ class YoloDetector:
         self.path = hub.resolve(config.weights, "detector")
         if self.path.suffix not in {".pt", ".onnx"} and not self.path.is_dir():
             raise ModelError(f"detector weights must be an Ultralytics .pt, .onnx or OpenVINO folder: {self.path}")
+        if self.path.suffix == ".pt":  # Ultralytics unpickles .pt files without restriction: check first
+            check_ultralytics_checkpoint(self.path)
         _offline_ultralytics()
         from ultralytics import YOLO
         from ultralytics.utils import SETTINGS

@@ -1,8 +1,18 @@
-"""Safe loading of weight files: tensors only, never unpickled Python objects."""
+"""Safe loading of weight files: tensors only, never unpickled Python objects.
+
+Two kinds of file are read here. A state dict (the expert, training checkpoints, open_clip
+weights) must hold tensors and plain containers only. An Ultralytics ``.pt`` is a pickled model
+(its layers are Python objects), so it is checked differently: every name its pickle imports must
+be a layer class of torch or Ultralytics or a plain data type, and the file must load under
+torch's restricted unpickler with exactly those classes allowed. Only then is Ultralytics, which
+unpickles without restriction, allowed to open it.
+"""
 
 from __future__ import annotations
 
+import importlib
 import pickle
+import threading
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +23,30 @@ from fishcam.errors import ModelError, UnsafeCheckpointError
 
 # Wrappers that training scripts put around a state dict.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "weights")
+
+
+def unsafe_message(path: Path, names: list[str]) -> str:
+    """The one line for a model file that holds code or objects, not only tensors."""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"{path} holds pickled Python objects, not just tensors ({shown or 'objects torch does not allow'}); "
+        f"fishcam refuses to run code from a model file. Use the file from its original source, or re-save it "
+        f"as tensors: torch.save(model.state_dict(), path) or safetensors"
+    )
+
+
+def torch_load_tensors(path: Path) -> object:
+    """``torch.load`` with ``weights_only=True``; a file that needs more is refused, naming what
+    it would import, and a damaged one is a ModelError. Nothing in the file runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        names = pickle_globals(path)
+        if names is None:
+            raise ModelError(f"{path} is not a readable PyTorch checkpoint (damaged or another format)") from exc
+        raise UnsafeCheckpointError(unsafe_message(path, names)) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise ModelError(f"{path} is not a readable PyTorch checkpoint: {exc}".split("\n")[0]) from exc
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -31,20 +65,87 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError) as exc:
             raise ModelError(f"{path} is not a readable safetensors file: {exc}") from exc
     else:
-        try:
-            tensors = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            names = pickle_globals(path)
-            if names is None:
-                raise ModelError(f"{path} is not a readable PyTorch checkpoint (damaged or another format)") from exc
-            shown = ", ".join(names[:3]) or "objects torch does not allow"
-            raise UnsafeCheckpointError(
-                f"{path} holds pickled Python objects, not just tensors ({shown}); fishcam refuses to "
-                f"run code from a checkpoint. Re-save it with torch.save(model.state_dict(), path) or as safetensors"
-            ) from exc
-        except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-            raise ModelError(f"{path} is not a readable PyTorch checkpoint: {exc}".split("\n")[0]) from exc
+        tensors = torch_load_tensors(path)
     return _flatten(tensors, path)
+
+
+# Plain data an Ultralytics checkpoint may carry beside its layers (training arguments, metrics).
+_DATA_GLOBALS = {
+    "builtins.set", "builtins.frozenset", "collections.OrderedDict", "types.SimpleNamespace",
+    "pathlib.PosixPath", "pathlib.WindowsPath", "datetime.datetime", "datetime.date",
+    "ultralytics.utils.IterableSimpleNamespace",
+    "numpy.dtype", "numpy.ndarray", "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+}  # fmt: skip
+# Modules whose nn.Module subclasses are layers; Ultralytics also pickles its loss helpers.
+_LAYER_MODULES = ("torch.nn.modules.", "ultralytics.nn.")
+_HELPER_MODULES = ("ultralytics.utils.loss", "ultralytics.utils.tal")
+_load_lock = threading.Lock()  # torch's allow-list is process-wide: one restricted load at a time
+
+
+def _allowed_global(name: str) -> object | None:
+    """The object a checkpoint's global names, if it is a layer class or plain data; else None.
+    Functions (``os.system``, ``builtins.eval``, ``getattr``) are never allowed."""
+    module, _, attr = name.rpartition(".")
+    if not module.startswith((*_LAYER_MODULES, *_HELPER_MODULES)) and name not in _DATA_GLOBALS:
+        return None
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+    if not isinstance(obj, type):
+        return None
+    if name in _DATA_GLOBALS or (module.startswith(_HELPER_MODULES) and obj.__module__ == module):
+        return obj
+    return obj if issubclass(obj, torch.nn.Module) else None
+
+
+def _is_layer(name: str) -> bool:
+    return name.startswith((*_LAYER_MODULES, *_HELPER_MODULES))
+
+
+def _refuse_init(self, *args, **kwargs) -> None:
+    raise pickle.UnpicklingError("the file calls a layer's constructor")
+
+
+def _no_constructor(cls: type) -> type:
+    """A subclass of ``cls`` whose constructor refuses to run (used only to check a file)."""
+    return type(cls.__name__, (cls,), {"__init__": _refuse_init, "__module__": cls.__module__})
+
+
+def check_ultralytics_checkpoint(path: Path) -> None:
+    """Refuse an Ultralytics ``.pt`` that would run code when unpickled (UnsafeCheckpointError),
+    or that is not a readable checkpoint (ModelError). Nothing in the file runs here."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):  # every torch.save since 1.6 is a zip archive
+        names = pickle_globals(path)
+        if names:
+            raise UnsafeCheckpointError(unsafe_message(path, names))
+        raise ModelError(f"{path} is not a readable PyTorch checkpoint (damaged, or not a torch.save file)")
+    try:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as exc:  # a damaged archive: zipfile, pickletools and torch raise many types
+        raise ModelError(f"{path} is not a readable PyTorch checkpoint: {exc}".split("\n")[0]) from exc
+    allowed = {name: _allowed_global(name) for name in needed}
+    refused = [name for name, obj in allowed.items() if obj is None]
+    if refused:
+        raise UnsafeCheckpointError(unsafe_message(path, refused))
+    # The names are fine; now prove the whole pickle loads with only them, and that it builds each
+    # layer the way torch.save stores one (an empty object, then its attributes), never by calling
+    # a constructor with arguments from the file: the stand-ins below refuse __init__.
+    stand_ins = [(_no_constructor(obj), name) if _is_layer(name) else (obj, name) for name, obj in allowed.items()]
+    try:
+        with _load_lock, torch.serialization.safe_globals(stand_ins):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        why = "it calls a layer's constructor" if "constructor" in str(exc) else "it needs more than layers"
+        raise UnsafeCheckpointError(unsafe_message(path, [why])) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise ModelError(f"{path} is not a readable PyTorch checkpoint: {exc}".split("\n")[0]) from exc
+    if not isinstance(checkpoint, Mapping) or not isinstance(
+        checkpoint.get("model", checkpoint.get("ema")), torch.nn.Module
+    ):
+        raise ModelError(f"{path} is not an Ultralytics checkpoint (no 'model' in it): give a .pt saved by Ultralytics")
 
 
 def pickle_globals(path: Path) -> list[str] | None:

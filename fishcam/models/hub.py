@@ -7,6 +7,7 @@ References:
   ``/path/to/file`` or ``relative/file``   a local file or folder
   ``hf://org/repo/path/in/repo``          one file of a Hugging Face repo (standard HF cache)
   ``hf-hub:org/repo``                     a whole open_clip repo (config + weights)
+  ``local-dir:/path/to/folder``           open_clip's form for a local folder (same as the path)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fishcam.errors import MissingModelError, ModelError
 log = logging.getLogger(__name__)
 
 OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
+LOCAL_DIR = "local-dir:"  # open_clip's own way to name a local model folder
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def resolve(ref: str, role: str) -> Path:
     """
     hub = parse_ref(ref)
     if hub is None:
-        path = Path(ref).expanduser()
+        path = Path(ref.removeprefix(LOCAL_DIR)).expanduser()
         if not path.exists():
             raise MissingModelError(
                 f"{role} weights not found: {path}. Check the path in your config "
@@ -128,11 +130,9 @@ def hub_unreachable(timeout_s: float = 5.0) -> str | None:
 
 def sha256_file(path: Path, _cache: dict[tuple[str, float, int], str] = {}) -> str:  # noqa: B006
     """SHA-256 of a file, remembered per (path, mtime, size) within the process."""
+    # Always the content: a Hugging Face cache names blobs by their hash, but a damaged or replaced
+    # blob keeps its name, and summary.json must say what was really used.
     path = Path(path)
-    real = path.resolve()
-    # The Hugging Face cache names large files by their sha256: no need to read 1.7 GB again.
-    if real.parent.name == "blobs" and len(real.name) == 64 and all(c in "0123456789abcdef" for c in real.name):
-        return real.name
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime, stat.st_size)
     if key not in _cache:
