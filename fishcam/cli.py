@@ -188,17 +188,19 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
     from fishcam.cameras import split_name
     from fishcam.progress import RunProgress
     from fishcam.run import build_components, run
+    from fishcam.sinks.files import prepare_output_dir
     from fishcam.sources import open_source
     from fishcam.sources.live import is_live
 
     name, spec = split_name(args.source[0])  # one camera may be named too: NAME=URL
+    out_dir = args.out or Path("runs") / (name or _default_name(spec))
+    prepare_output_dir(out_dir, keep=False)  # an unwritable --out is reported before anything is loaded
     if is_live(spec):  # load the models before connecting: a camera does not wait
         components = build_components(config)
         source = open_source(spec, config.source)
     else:  # a wrong path is reported before seconds of model loading
         source = open_source(spec, config.source)
         components = build_components(config)
-    out_dir = args.out or Path("runs") / (name or _default_name(spec))
     log.info("processing %s (%dx%d, %.2f fps) into %s", source.name, source.width, source.height, source.fps, out_dir)
     _terminate_on_sigterm()
     with RunProgress(source.status.frames_expected, enabled=not args.quiet and not args.log_json) as progress:
@@ -211,10 +213,12 @@ def _cmd_run_cameras(args: argparse.Namespace, config) -> int:
     """Several live cameras at once, one thread each, into OUT/<name>/ (see fishcam.cameras)."""
     from fishcam.cameras import parse_cameras, run_cameras
     from fishcam.run import build_components
+    from fishcam.sinks.files import prepare_output_dir
 
     cameras = parse_cameras(args.source)  # a wrong source list is reported before model loading
-    components = build_components(config)  # the models load once, before any camera connects
     out_dir = args.out or Path("runs") / ("live-" + time.strftime("%Y%m%d-%H%M%S"))
+    prepare_output_dir(out_dir, keep=False)
+    components = build_components(config)  # the models load once, before any camera connects
     log.info("%d cameras into %s: %s", len(cameras), out_dir, ", ".join(f"{c.name}={c.masked}" for c in cameras))
     _terminate_on_sigterm()
     return run_cameras(cameras, config, out_dir, components)

@@ -26,7 +26,9 @@ from fishcam.errors import (
     EXIT_OK,
     EXIT_PARTIAL_INPUT,
     EXIT_TERMINATED,
+    FishcamError,
     MissingModelError,
+    OutputError,
     SourceError,
     Terminated,
 )
@@ -34,8 +36,8 @@ from fishcam.health import HealthLog
 from fishcam.models import hub
 from fishcam.pipeline import LoopSettings, LoopStats, Pipeline, Stop
 from fishcam.render.overlay import Overlay
-from fishcam.sinks.files import write_atomic
-from fishcam.sinks.run_writer import CONFIG_NAME, RotatingWriter, RunWriter
+from fishcam.sinks.files import output_problem, prepare_output_dir, write_atomic
+from fishcam.sinks.run_writer import CONFIG_NAME, FAILED, FINISHED, INTERRUPTED, RotatingWriter, RunWriter
 from fishcam.sources.base import Source
 from fishcam.sources.prefetch import prefetch
 from fishcam.track.bytetrack import ByteTracker
@@ -171,9 +173,13 @@ def run(
 ) -> tuple[int, dict[str, Any]]:
     """Process ``source`` into ``out_dir``; returns (exit code, summary). ``stop``, set from
     another thread, ends the run as Ctrl-C or SIGTERM would; ``label`` names the source in
-    health lines (several cameras in one process)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_dir / CONFIG_NAME, config.to_yaml())
+    health lines (several cameras in one process). An error is raised after every output has
+    been completed as far as it can be, with summary.json saying ``failed`` and why."""
+    prepare_output_dir(out_dir)
+    try:
+        write_atomic(out_dir / CONFIG_NAME, config.to_yaml())
+    except OSError as exc:
+        raise OutputError(output_problem(exc, out_dir)) from exc
     reset_detector(components.detector)  # components are reused across videos (batch)
     policy = config.classify.policy
     live = hasattr(source, "health")
@@ -198,6 +204,22 @@ def run(
     if components.caller is not None and (fallback.background is True or (fallback.background == "auto" and live)):
         components.caller.run_fallback_in_background(fallback.queue_size, fallback.batch_size)
     overlay = Overlay(config.render.thickness, config.render.text_scale) if config.render.video else None
+    started = time.time()
+    info = {  # what summary.json says from the first moment: a reader knows what is being made
+        "fishcam": __version__,
+        "python": platform.python_version(),
+        "source": source.name,
+        "source_path": _source_path(source),
+        # When the recording began (container tag, or a live stream's first frame): exports
+        # place observations in real time with it.
+        "recorded_start": _iso(getattr(source, "recorded_start_unix", None)),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "video_fps": source.fps,
+        "width": source.width,
+        "height": source.height,
+        "frames_expected": source.status.frames_expected,
+        "models": components.described,
+    }
 
     def make_writer(folder: Path) -> RunWriter:
         return RunWriter(
@@ -212,65 +234,59 @@ def run(
             max_width=config.render.max_width,
             detections_log=config.output.detections_log,
             flush_interval_s=config.source.live.flush_interval_s,
+            info=info,
         )
 
     rotate = config.source.live.rotate
     writer = RotatingWriter(out_dir, rotate, make_writer) if rotate != "none" else make_writer(out_dir)
     health = HealthLog(source, config.source.live.health_interval_s, on_progress, label)
-    exit_code, error = EXIT_OK, None
-    started = time.time()
+    exit_code, state, error, failure = EXIT_OK, FINISHED, None, None
     # Files decode ahead on a thread; live sources already have their reader.
     frames = source if live else prefetch(source)
     try:
         stats = pipeline.run(frames, source.fps, writer, health.update, stop)
     except Terminated:
-        exit_code, error, stats = EXIT_TERMINATED, "terminated (SIGTERM)", pipeline.stats
+        exit_code, state, error, stats = EXIT_TERMINATED, INTERRUPTED, "terminated (SIGTERM)", pipeline.stats
     except KeyboardInterrupt:
-        exit_code, error, stats = EXIT_INTERRUPTED, "interrupted", pipeline.stats
-    except Exception as exc:
-        stats = pipeline.stats
-        error = f"{type(exc).__name__}: {exc}"
-        raise
+        exit_code, state, error, stats = EXIT_INTERRUPTED, INTERRUPTED, "interrupted", pipeline.stats
+    except Exception as exc:  # recorded in summary.json, then raised again below
+        failure, stats = exc, pipeline.stats
+        exit_code = exc.exit_code if isinstance(exc, FishcamError) else 1
+        state, error = FAILED, str(exc) if isinstance(exc, FishcamError) else f"{type(exc).__name__}: {exc}"
     finally:
         if frames is not source:
             frames.close()  # stop the decoding thread before the source goes
         source.close()
-        status = source.status
-        if exit_code == EXIT_OK and status.gave_up:
-            exit_code = SourceError.exit_code
-        elif exit_code == EXIT_OK and status.damaged:
-            exit_code = EXIT_PARTIAL_INPUT
-        summary = writer.finish(
-            {
-                "fishcam": __version__,
-                "python": platform.python_version(),
-                "source": source.name,
-                "source_path": _source_path(source),
-                # When the recording began (container tag, or a live stream's first frame): exports
-                # place observations in real time with it.
-                "recorded_start": _iso(getattr(source, "recorded_start_unix", None)),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "exit_code": exit_code if error is None or exit_code != EXIT_OK else 1,
-                "error": error,
-                "frames": stats.frames,
-                "detected_frames": stats.detected_frames,
-                "frames_expected": status.frames_expected,
-                "unreadable_frames": status.unreadable_frames,
-                "input_ended_early": status.ended_early,
-                "warnings": list(status.warnings),
-                "processing_s": round(stats.elapsed_s, 3),
-                "processing_fps": round(stats.fps, 2),
-                "video_fps": source.fps,
-                "width": source.width,
-                "height": source.height,
-                "crops_classified": stats.crops_classified,
-                "calls": dict(components.caller.counts) if components.caller else {},
-                "live": health.summary(stats),
-                "models": components.described,
-            }
-        )
+    status = source.status
+    if exit_code == EXIT_OK and status.gave_up:
+        exit_code, state, error = SourceError.exit_code, FAILED, "the source gave up: " + "; ".join(status.warnings)
+    elif exit_code == EXIT_OK and status.damaged:
+        exit_code = EXIT_PARTIAL_INPUT
+    if stats.frames == 1 and not status.damaged:  # the tracker confirms a fish on its second sighting
+        status.warnings.append("the input has a single frame: a track needs two, so no fish can be counted")
+    final = {
+        "exit_code": exit_code,
+        "frames": stats.frames,
+        "detected_frames": stats.detected_frames,
+        "frames_expected": status.frames_expected,
+        "unreadable_frames": status.unreadable_frames,
+        "input_ended_early": status.ended_early,
+        "warnings": list(status.warnings),
+        "processing_s": round(stats.elapsed_s, 3),
+        "processing_fps": round(stats.fps, 2),
+        "crops_classified": stats.crops_classified,
+        "calls": dict(components.caller.counts) if components.caller else {},
+        "live": health.summary(stats),
+    }
+    try:
+        summary = writer.finish(final, state, error)
+    except OutputError as exc:
+        if failure is None or not isinstance(failure, OutputError):
+            failure = failure or exc
     for warning in status.warnings:
         log.warning(warning)
+    if failure is not None:
+        raise failure
     return exit_code, summary
 
 

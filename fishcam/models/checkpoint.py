@@ -149,7 +149,9 @@ def check_ultralytics_checkpoint(path: Path) -> None:
 
 
 def pickle_globals(path: Path) -> list[str] | None:
-    """The Python names a pickle would import, read without running it; None if not a pickle."""
+    """The Python names a pickle would import, read without running it; None if not a pickle.
+    Also the names in every pickle of torch's legacy format (several pickles back to back)."""
+    import io
     import pickletools
 
     data = path.read_bytes()
@@ -159,17 +161,24 @@ def pickle_globals(path: Path) -> list[str] | None:
             if not pickles:
                 return None
             data = archive.read(pickles[0])
-    names, strings = [], []
-    try:
-        for opcode, arg, _ in pickletools.genops(data):
-            if opcode.name == "GLOBAL":
-                names.append(str(arg).replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                names.append(f"{strings[-2]}.{strings[-1]}")
-            elif isinstance(arg, str):
-                strings.append(arg)
-    except Exception:  # pickletools raises ValueError and others on bytes that are not a pickle
-        return None
+    names: list[str] = []
+    stream = io.BytesIO(data)
+    for index in range(8):  # legacy: magic number, protocol, system info, the object, storage keys
+        strings: list[str] = []
+        try:
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name == "GLOBAL":
+                    names.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+        except Exception:  # pickletools raises ValueError and others on bytes that are not a pickle
+            if index == 0:
+                return None
+            break  # the raw tensor bytes after the last pickle
+        if stream.tell() >= len(data):
+            break
     allowed = ("torch.", "collections.OrderedDict", "_codecs.encode", "numpy.")
     return [n for n in dict.fromkeys(names) if not n.startswith(allowed)]
 

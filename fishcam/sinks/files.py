@@ -3,7 +3,9 @@ reader never sees half a file; the detections log is a stream flushed as it goes
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fishcam.errors import OutputError
 from fishcam.types import CallRecord, Detections, Frame, SpeciesCount, TrackSummary
 
 TRACK_COLUMNS = (
@@ -25,12 +28,52 @@ CALL_COLUMNS = ("frame", "time_s", "track_id", "species", "score", "origin", "ca
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a full disk or a kill leaves the previous version."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def output_problem(exc: OSError, where: Path) -> str:
+    """One line for an output that cannot be written: the path, the cause, what to do."""
+    path = exc.filename or where
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full: cannot write {path}; free some space or give another --out"
+    if exc.errno == errno.EROFS:
+        return f"cannot write {path}: the file system is read-only; give an --out on writable storage"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot write {path}: permission denied; give an --out you can write to"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"cannot write {path}: a part of the path is a file, not a folder; give a folder as --out"
+    return f"cannot write {path}: {exc.strerror or exc}"
+
+
+def prepare_output_dir(folder: Path, keep: bool = True) -> None:
+    """Create an output folder and prove it takes a file, before any work is done; OutputError if
+    not. ``keep=False``: only check, removing the folders the check created (nothing is left
+    behind by a run that stops before its first output)."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--out {folder} is a file, not a folder: give a folder path")
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".fishcam-write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(output_problem(exc, folder)) from exc
+    finally:
+        if not keep:
+            for path in created:  # deepest first
+                with contextlib.suppress(OSError):
+                    path.rmdir()
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -92,14 +135,25 @@ class CsvLog:
         self._handle = path.open("w", encoding="utf-8", newline="")
         self._writer = csv.writer(self._handle, lineterminator="\n")
         self._writer.writerow(self.columns)
+        self._complete = 0  # bytes on disk that end with a whole row
+        self.flush()
 
     def flush(self) -> None:
         if not self._handle.closed:
             self._handle.flush()
+            self._complete = self._handle.tell()
 
     def close(self) -> None:
         if not self._handle.closed:
             self._handle.close()
+
+    def abandon(self) -> None:
+        """After a failed write (a full disk): close without raising and cut the file back to
+        its last whole row, so that what is there stays a valid CSV."""
+        with contextlib.suppress(OSError):
+            self._handle.close()
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, self._complete)
 
 
 class DetectionsLog(CsvLog):

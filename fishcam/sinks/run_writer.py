@@ -3,10 +3,17 @@
 Long runs lose nothing: tracks and counts are rewritten (atomically: a ``kill -9`` leaves the
 last complete version) whenever a track closes and at least every ``flush_interval_s``; the
 detections log is flushed as whole lines at the same interval; the video is fragmented MP4.
+
+``summary.json`` is there from the start and says whether the run is complete: its ``status``
+is ``running`` (rewritten at every flush with the progress so far; after a ``kill -9`` it stays
+so), then ``finished``, ``interrupted`` or ``failed`` (with ``error``). A write that fails (a
+full disk, storage gone read-only) raises OutputError once; the writer then writes nothing more,
+cuts the logs back to their last whole row and tries to mark the summary ``failed``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -16,8 +23,9 @@ from typing import Any
 
 from fishcam.classify.ledger import TrackLedger
 from fishcam.counts import species_counts
+from fishcam.errors import OutputError
 from fishcam.render.overlay import Overlay, label_text
-from fishcam.sinks.files import CallsLog, DetectionsLog, write_counts, write_json, write_tracks
+from fishcam.sinks.files import CallsLog, DetectionsLog, output_problem, write_counts, write_json, write_tracks
 from fishcam.sinks.video import AnnotatedVideo, H264Writer
 from fishcam.types import CallRecord, Detections, Frame, TrackSummary
 
@@ -30,6 +38,8 @@ CALLS_NAME = "calls.csv"
 COUNTS_NAME = "species_counts.csv"
 SUMMARY_NAME = "summary.json"
 CONFIG_NAME = "config.yaml"
+
+RUNNING, FINISHED, INTERRUPTED, FAILED = "running", "finished", "interrupted", "failed"
 
 
 class RunWriter:
@@ -47,72 +57,137 @@ class RunWriter:
         max_width: int | None = None,
         detections_log: bool = True,
         flush_interval_s: float = 10.0,
+        info: dict[str, Any] | None = None,
     ) -> None:
         self.out_dir = out_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
+        self.info = dict(info or {})  # what summary.json says from the start: source, models, ...
         self.tracks: list[TrackSummary] = []
-        self.video = None
-        if overlay is not None:
-            scale = min(1.0, max_width / width) if max_width else 1.0
-            encoder = H264Writer(out_dir / VIDEO_NAME, round(width * scale), round(height * scale), fps, crf, preset)
-            self.video = AnnotatedVideo(
-                encoder, lambda image, tracked, labels: overlay.draw_labels(image, tracked, labels, max_width)
-            )
-        self.log = DetectionsLog(out_dir / DETECTIONS_NAME, class_names) if detections_log else None
-        self.calls = CallsLog(out_dir / CALLS_NAME)
+        self.failure: OSError | None = None
+        self.frames = 0
+        self.last_time_s: float | None = None
+        self.video: AnnotatedVideo | None = None
+        self.log: DetectionsLog | None = None
+        self.calls: CallsLog | None = None
         self.flush_interval_s = flush_interval_s
         self._last_flush = time.monotonic()
         self._dirty = True
-        self.flush()
+
+        def open_outputs() -> None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if overlay is not None:
+                scale = min(1.0, max_width / width) if max_width else 1.0
+                size = round(width * scale), round(height * scale)
+                encoder = H264Writer(out_dir / VIDEO_NAME, *size, fps, crf, preset)
+                self.video = AnnotatedVideo(
+                    encoder, lambda image, tracked, labels: overlay.draw_labels(image, tracked, labels, max_width)
+                )
+            self.log = DetectionsLog(out_dir / DETECTIONS_NAME, class_names) if detections_log else None
+            self.calls = CallsLog(out_dir / CALLS_NAME)
+            self._flush()
+
+        self._write(open_outputs)
+
+    def _write(self, action: Callable[[], None]) -> None:
+        """Run a write; the first one that fails stops all writing and raises OutputError."""
+        if self.failure is not None:
+            return
+        try:
+            action()
+        except OSError as exc:
+            self.failure = exc
+            self._abandon()
+            raise OutputError(output_problem(exc, self.out_dir)) from exc
 
     def on_frame(self, frame: Frame, detections: Detections, detected: bool, ledger: TrackLedger) -> None:
-        if detected and self.log is not None:
-            self.log.write(frame, detections)
-        if self.video is not None:
-            tracked = detections.filter(detections.track_id >= 0)
-            labels = [label_text(tid, ledger.label(tid)) for tid in tracked.track_id.tolist()]
-            self.video.submit(frame.image_bgr, tracked, labels)
-        if time.monotonic() - self._last_flush >= self.flush_interval_s:
-            self.flush()
+        self.frames += 1
+        self.last_time_s = frame.time_s
+
+        def write() -> None:
+            if detected and self.log is not None:
+                self.log.write(frame, detections)
+            if self.video is not None:
+                tracked = detections.filter(detections.track_id >= 0)
+                labels = [label_text(tid, ledger.label(tid)) for tid in tracked.track_id.tolist()]
+                self.video.submit(frame.image_bgr, tracked, labels)
+            if time.monotonic() - self._last_flush >= self.flush_interval_s:
+                self._flush()
+
+        self._write(write)
 
     def on_calls(self, calls: list[CallRecord]) -> None:
-        self.calls.write(calls)
+        self._write(lambda: self.calls.write(calls) if self.calls is not None else None)
 
     def on_track_closed(self, track: TrackSummary) -> None:
         self.tracks.append(track)
         self._dirty = True
-        self.flush()
+        self._write(self._flush)
 
     def flush(self) -> None:
         """Make what is on disk complete up to now."""
+        self._write(self._flush)
+
+    def _flush(self) -> None:
         if self.log is not None:
             self.log.flush()
-        self.calls.flush()
+        if self.calls is not None:
+            self.calls.flush()
         if self._dirty:
             write_tracks(self.out_dir / TRACKS_NAME, self.tracks)
             write_counts(self.out_dir / COUNTS_NAME, species_counts(self.tracks))
             self._dirty = False
+        progress = {"frames": self.frames, "last_time_s": self.last_time_s, "tracks_closed": len(self.tracks)}
+        write_json(self.out_dir / SUMMARY_NAME, {"status": RUNNING, **self.info, "progress": progress})
         self._last_flush = time.monotonic()
 
-    def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """Close the video and log, write tracks, counts and summary. Safe to call once after any exit."""
+    def _abandon(self) -> None:
+        """After a failed write: stop the encoder and cut the logs back to whole rows, raising nothing."""
         if self.video is not None:
-            self.video.close()
-        if self.log is not None:
-            self.log.close()
-        self.calls.close()
+            self.video.abandon()
+        for handle in (self.log, self.calls):
+            if handle is not None:
+                handle.abandon()
+
+    def finish(self, summary: dict[str, Any], status: str = FINISHED, error: str | None = None) -> dict[str, Any]:
+        """Close the video and logs, write tracks, counts and the final summary. Safe to call once
+        after any exit; raises OutputError if the outputs cannot be completed (the summary then
+        stays ``running``, or says ``failed`` where it could still be written)."""
         counts = species_counts(self.tracks)
-        self._dirty = True
-        self.flush()
-        outputs = {p.name for p in self.out_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
-        summary = {
+        final = {
+            "status": status if self.failure is None else FAILED,
+            "error": error if self.failure is None else output_problem(self.failure, self.out_dir),
+            **self.info,
             **summary,
             "tracks": len(self.tracks),
             "species": {c.species: {"unique": c.unique, "max_n": c.max_n} for c in counts},
-            "outputs": sorted(outputs | {SUMMARY_NAME}),
         }
-        write_json(self.out_dir / SUMMARY_NAME, summary)
-        return summary
+
+        def complete() -> None:
+            if self.video is not None:
+                self.video.close()
+            if self.log is not None:
+                self.log.close()
+            if self.calls is not None:
+                self.calls.close()
+            self._dirty = True
+            self._flush()
+
+        with contextlib.suppress(OutputError):  # reported below, once the summary has had its chance
+            self._write(complete)
+        final["outputs"] = sorted(self._outputs() | {SUMMARY_NAME})
+        if self.failure is None:
+            self._write(lambda: write_json(self.out_dir / SUMMARY_NAME, final))
+            if self.failure is None:
+                return final
+        final["status"], final["error"] = FAILED, output_problem(self.failure, self.out_dir)
+        with contextlib.suppress(OSError):  # the last word, if the disk still takes a small file
+            write_json(self.out_dir / SUMMARY_NAME, final)  # (else the summary stays "running")
+        raise OutputError(final["error"]) from self.failure
+
+    def _outputs(self) -> set[str]:
+        try:
+            return {p.name for p in self.out_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
+        except OSError:
+            return set()
 
 
 PERIOD_FORMATS = {"hourly": "%Y%m%d-%H", "daily": "%Y%m%d"}
@@ -135,7 +210,7 @@ class RotatingWriter:
         period = datetime.fromtimestamp(unix).strftime(self.format)
         if period != self.period or self.current is None:
             if self.current is not None:
-                self.current.finish({"period": self.period, "rotated": True})
+                self.current.finish({"period": self.period, "rotated": True})  # this period is complete
                 self.tracks_before += len(self.current.tracks)
                 self.finished.append(self.period)
             self.period = period
@@ -156,10 +231,16 @@ class RotatingWriter:
     def on_track_closed(self, track: TrackSummary) -> None:
         self._now_writer().on_track_closed(track)
 
-    def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, summary: dict[str, Any], status: str = FINISHED, error: str | None = None) -> dict[str, Any]:
         writer = self._now_writer()
-        result = writer.finish({**summary, "period": self.period})
+        result = writer.finish({**summary, "period": self.period}, status, error)
         periods = [*self.finished, self.period]
-        overall = {**summary, "periods": periods, "tracks": self.tracks_before + result["tracks"]}
-        write_json(self.out_dir / SUMMARY_NAME, overall)
+        overall = {
+            "status": result["status"], "error": result["error"], **writer.info, **summary, "periods": periods,
+            "tracks": self.tracks_before + result["tracks"],
+        }  # fmt: skip
+        try:
+            write_json(self.out_dir / SUMMARY_NAME, overall)
+        except OSError as exc:
+            raise OutputError(output_problem(exc, self.out_dir)) from exc
         return overall

@@ -6,6 +6,7 @@ that plays up to the last fragment, and common players (VLC, browsers, ffplay) r
 
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -74,6 +75,8 @@ class AnnotatedVideo:
 
     def submit(self, image_bgr: np.ndarray, detections, labels: list[str]) -> None:
         if self._error is not None:
+            if isinstance(self._error, OSError):  # a full disk: the caller knows what to say
+                raise self._error
             raise RuntimeError(f"video encoding failed: {self._error}") from self._error
         self._queue.put((image_bgr, detections, labels))
 
@@ -92,4 +95,14 @@ class AnnotatedVideo:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        if isinstance(self._error, OSError):
+            raise self._error
         self.writer.close()
+
+    def abandon(self) -> None:
+        """Stop after a failed write without raising: the file keeps its complete fragments."""
+        self._error = self._error or OSError("abandoned")
+        self._queue.put(None)
+        self._thread.join()
+        with contextlib.suppress(Exception):  # PyAV raises its own types for a file it cannot finish
+            self.writer.close()

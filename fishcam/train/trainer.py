@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from fishcam import __version__
 from fishcam.classify.expert import build_architecture
 from fishcam.classify.preprocess import to_batch
-from fishcam.errors import DatasetError, TrainingError
-from fishcam.models.checkpoint import load_state_dict
+from fishcam.errors import DatasetError, TrainingError, UnsafeCheckpointError
+from fishcam.models.checkpoint import load_state_dict, torch_load_tensors
 from fishcam.models.devices import pick_device
 from fishcam.models.expert_spec import Preprocess
 from fishcam.train import balance, evaluate
@@ -196,9 +196,14 @@ def train(
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch_load_tensors(path)  # a payload is refused as unsafe, naming the file
+    except UnsafeCheckpointError:
+        raise
     except Exception as exc:  # a damaged file of any kind: say which and what to do
         raise TrainingError(f"{path} cannot be read ({exc}); start again without --resume") from exc
+    if not isinstance(state, dict):
+        raise TrainingError(f"{path} is not a fishcam training checkpoint; start again without --resume")
+    return state
 
 
 class _Run:
