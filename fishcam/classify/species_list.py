@@ -44,7 +44,9 @@ def read_species_list(path: str | Path) -> tuple[SpeciesEntry, ...]:
     if not path.is_file():
         raise SpeciesListError(f"species list not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a list saved by Excel or Notepad starts with a byte-order mark, which would
+        # otherwise stay in the first species' name in every output.
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpeciesListError(f"species list {path} cannot be read as UTF-8 text: {exc}") from exc
     return parse_species_list(text, origin=f"species list {path}")

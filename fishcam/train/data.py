@@ -144,7 +144,7 @@ def _scan_classes(root: Path, cfg: DataConfig, empty: list[str]) -> list[Sample]
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
             raise DatasetError(f"{path}: a CSV needs the columns path,label (and optionally split)")

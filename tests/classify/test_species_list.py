@@ -17,3 +17,11 @@ def test_empty_and_duplicate_lists_are_refused(tmp_path):
         parse_species_list("Gadus morhua\nMerluccius\ngadus morhua; cod\n")
     with pytest.raises(SpeciesListError, match="not found"):
         read_species_list(tmp_path / "none.txt")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
+    path = tmp_path / "species.txt"
+    path.write_bytes("\ufeffPterois volitans; red lionfish\nGobiidae\n".encode())
+    entries = read_species_list(path)
+    assert [e.label for e in entries] == ["Pterois volitans", "Gobiidae"]
+    assert entries[0].names == ("Pterois volitans", "red lionfish")
