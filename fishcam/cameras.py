@@ -190,6 +190,12 @@ class CameraRunner:
             result.error = result.summary.get("error")
             if result.exit_code != EXIT_OK and result.error is None and source.status.warnings:
                 result.error = source.status.warnings[-1]  # a camera that gave up reconnecting
+        except FishcamError as exc:  # its folder is full or read-only: one line, this camera ends
+            log.error("camera %s: %s", name, exc)
+            result.exit_code, result.error = exc.exit_code, str(exc)
+            summary = result.folder / SUMMARY_NAME
+            if summary.is_file():
+                result.summary = json.loads(summary.read_text(encoding="utf-8"))
         except Exception as exc:  # run() wrote the summary; this camera ends, the others go on
             log.exception("camera %s failed", name)
             result.exit_code, result.error = 1, f"{type(exc).__name__}: {exc}"
