@@ -280,9 +280,8 @@ def run(
     }
     try:
         summary = writer.finish(final, state, error)
-    except OutputError as exc:
-        if failure is None or not isinstance(failure, OutputError):
-            failure = failure or exc
+    except OutputError as exc:  # the first error is the one to report
+        failure = failure or exc
     for warning in status.warnings:
         log.warning(warning)
     if failure is not None:
