@@ -35,3 +35,18 @@ def _isolated_caches(tmp_path, monkeypatch):
     """Each test gets its own fishcam cache and an empty Hugging Face cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
+@pytest.fixture
+def ray_cluster():
+    """A real local Ray cluster with 2 CPUs, started the way an operator would."""
+    import shutil
+    import subprocess
+
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray, "ray is a test dependency (pip install -e .[test])"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--include-dashboard", "false",
+                    "--temp-dir", "/tmp/fishcam-ray"], check=True, capture_output=True, env=env)  # fmt: skip
+    yield "auto"
+    subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)

@@ -123,22 +123,31 @@ def test_several_cameras_refuse_a_crafted_detector_before_connecting(tmp_path, m
     _one_line_error(capsys, evil)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("workers", [1, 2])
-def test_batch_workers_refuse_a_crafted_detector(tmp_path, marker, workers):
-    """In the batch process itself and in spawned worker processes; each video is reported."""
-    evil = evil_detectors(tmp_path / "evil", marker)["as the model"]
+def _batch_with(tmp_path: Path, evil: Path, *options: str) -> dict:
     videos = tmp_path / "videos"
     videos.mkdir()
     for name in ("a.mp4", "b.mp4"):
         shutil.copyfile(SAMPLE, videos / name)
     out = tmp_path / "batch"
-    code = main(["batch", str(videos), "--out", str(out), "--workers", str(workers),
+    code = main(["batch", str(videos), "--out", str(out), *options,
                  "--set", f"detector.weights={evil}", "--set", "classify.enabled=false"])  # fmt: skip
     assert code != 0
     report = json.loads((out / "batch_report.json").read_text())
     assert len(report["failed"]) == 2 and not report["done"]
     assert all("holds pickled Python objects" in failure["error"] for failure in report["failed"])
+    return report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batch_workers_refuse_a_crafted_detector(tmp_path, marker, workers):
+    """In the batch process itself and in spawned worker processes; each video is reported."""
+    _batch_with(tmp_path, evil_detectors(tmp_path / "evil", marker)["as the model"], "--workers", str(workers))
+
+
+@pytest.mark.slow
+def test_ray_actors_refuse_a_crafted_detector(tmp_path, marker, ray_cluster):
+    _batch_with(tmp_path, evil_detectors(tmp_path / "evil", marker)["in train_args"], "--ray", ray_cluster)
 
 
 def test_expert_checkpoints_and_manifests_refuse_payloads(tmp_path, marker, capsys):
