@@ -25,13 +25,22 @@ from fishcam.errors import ModelError, UnsafeCheckpointError
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "weights")
 
 
-def unsafe_message(path: Path, names: list[str]) -> str:
+STATE_DICT_ADVICE = (
+    "Use the file from its original source, or re-save it as tensors: torch.save(model.state_dict(), path) "
+    "or safetensors"
+)
+DETECTOR_ADVICE = (
+    "An Ultralytics .pt may hold only torch and Ultralytics layers and plain data. Use the file from its "
+    "original source, or export it to ONNX on a machine you trust (yolo export model=FILE format=onnx)"
+)
+
+
+def unsafe_message(path: Path, names: list[str], advice: str = STATE_DICT_ADVICE) -> str:
     """The one line for a model file that holds code or objects, not only tensors."""
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return (
         f"{path} holds pickled Python objects, not just tensors ({shown or 'objects torch does not allow'}); "
-        f"fishcam refuses to run code from a model file. Use the file from its original source, or re-save it "
-        f"as tensors: torch.save(model.state_dict(), path) or safetensors"
+        f"fishcam refuses to run code from a model file. {advice}"
     )
 
 
@@ -120,7 +129,7 @@ def check_ultralytics_checkpoint(path: Path) -> None:
     if not zipfile.is_zipfile(path):  # every torch.save since 1.6 is a zip archive
         names = pickle_globals(path)
         if names:
-            raise UnsafeCheckpointError(unsafe_message(path, names))
+            raise UnsafeCheckpointError(unsafe_message(path, names, DETECTOR_ADVICE))
         raise ModelError(f"{path} is not a readable PyTorch checkpoint (damaged, or not a torch.save file)")
     try:
         needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -129,7 +138,7 @@ def check_ultralytics_checkpoint(path: Path) -> None:
     allowed = {name: _allowed_global(name) for name in needed}
     refused = [name for name, obj in allowed.items() if obj is None]
     if refused:
-        raise UnsafeCheckpointError(unsafe_message(path, refused))
+        raise UnsafeCheckpointError(unsafe_message(path, refused, DETECTOR_ADVICE))
     # The names are fine; now prove the whole pickle loads with only them, and that it builds each
     # layer the way torch.save stores one (an empty object, then its attributes), never by calling
     # a constructor with arguments from the file: the stand-ins below refuse __init__.
@@ -139,7 +148,7 @@ def check_ultralytics_checkpoint(path: Path) -> None:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         why = "it calls a layer's constructor" if "constructor" in str(exc) else "it needs more than layers"
-        raise UnsafeCheckpointError(unsafe_message(path, [why])) from exc
+        raise UnsafeCheckpointError(unsafe_message(path, [why], DETECTOR_ADVICE)) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise ModelError(f"{path} is not a readable PyTorch checkpoint: {exc}".split("\n")[0]) from exc
     if not isinstance(checkpoint, Mapping) or not isinstance(
