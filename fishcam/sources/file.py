@@ -3,6 +3,10 @@
 A damaged file makes ``read()`` fail for some frames and then succeed again, so a run of
 failures only ends the file after ``max_read_failures`` in a row; what was skipped and where the
 file stopped short of its stated length are reported, never hidden.
+
+Frames are numbered from their container timestamps, not by counting reads: after garbage in a
+file the demuxer often resynchronises at a later keyframe without any failed read (Matroska
+skips the rest of a cluster), and counting would number every later frame too early.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class VideoFileSource:
         self.path = Path(path)
         self.name = self.path.name
         self.max_read_failures = max_read_failures
+        check_readable(self.path)
         # Damage is reported once in the run summary, not as FFmpeg's line per broken packet.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
@@ -48,31 +53,50 @@ class VideoFileSource:
         if not (fps and 0 < fps < 1000):
             self.status.warnings.append(f"{self.name} states no frame rate; assuming 25 fps for times")
         self.recorded_start_unix = recorded_start(self.path)
+        # Frame 0 is the first decoded frame, whatever the container's start time.
+        self._origin_ms = self._last_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        self._lost: list[tuple[int, int]] = []  # first and last frame of each skipped stretch
 
     def __iter__(self) -> Iterator[Frame]:
-        status = self.status
-        expected = status.frames_expected
+        expected = self.status.frames_expected
         index, frame, failures = 0, self._first, 0
         while True:
             if frame is not None:
-                status.frames_read += 1
+                self.status.frames_read += 1
                 yield Frame(frame, index, index / self.fps, self.name)
-            index += 1
             ok, frame = self._cap.read()
             if ok:
-                status.unreadable_frames += failures  # a damaged stretch inside the file
-                failures = 0
+                number = self._number(index, failures)
+                self._skipped(index + 1, number)
+                index, failures = number, 0
                 continue
             frame, failures = None, failures + 1
-            if failures >= self.max_read_failures or (expected and index >= expected):
+            if failures >= self.max_read_failures or (expected and index + failures >= expected):
                 break
-        self._finish(stopped_at=index - failures + 1)
+        self._finish(stopped_at=index + 1)
+
+    def _number(self, previous: int, failures: int) -> int:
+        """The number of the frame just read, from its timestamp. Without a usable one (none,
+        or not after the last), one more than the last plus the failed reads between."""
+        ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        if not ms > self._last_ms:
+            return previous + 1 + failures
+        self._last_ms = ms
+        return max(previous + 1, round((ms - self._origin_ms) * self.fps / 1000))
+
+    def _skipped(self, first: int, reached: int) -> None:
+        if reached > first:
+            self.status.unreadable_frames += reached - first
+            self._lost.append((first, reached - 1))
 
     def _finish(self, stopped_at: int) -> None:
         status = self.status
         expected = status.frames_expected
         if status.unreadable_frames:
-            status.warnings.append(f"{self.name}: {status.unreadable_frames} unreadable frames skipped")
+            status.warnings.append(
+                f"{self.name}: {status.unreadable_frames} unreadable frames skipped ({self._stretches()}); "
+                "later frames keep their numbers and times"
+            )
         # Containers may overstate their length by a frame; more than that is a short file.
         if expected and stopped_at < expected - 1:
             status.ended_early = True
@@ -82,8 +106,26 @@ class VideoFileSource:
             )
         self.close()
 
+    def _stretches(self, shown: int = 5) -> str:
+        text = ", ".join(
+            f"frames {a}-{b} at {a / self.fps:.2f}-{(b + 1) / self.fps:.2f} s" for a, b in self._lost[:shown]
+        )
+        more = len(self._lost) - shown
+        return text + (f" and {more} more stretches" if more > 0 else "")
+
     def close(self) -> None:
         self._cap.release()
+
+
+def check_readable(path: Path) -> None:
+    """Open the file ourselves first: OpenCV reports a file it may not read as one it cannot
+    decode, so a permission problem would read as damage."""
+    try:
+        open(path, "rb").close()
+    except PermissionError as exc:
+        raise SourceError(f"cannot read {path}: permission denied") from exc
+    except OSError as exc:
+        raise SourceError(f"{path} cannot be read: {exc.strerror or exc}") from exc
 
 
 def recorded_start(path: Path) -> float | None:

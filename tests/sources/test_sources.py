@@ -2,6 +2,7 @@
 
 import shutil
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -101,3 +102,89 @@ def test_recording_start_comes_from_the_container_tag(tmp_path):
     sample = open_source(str(SAMPLES / "dive_sample.mp4"), SourceConfig())
     assert sample.recorded_start_unix is None
     sample.close()
+
+
+# ---- damage inside a file: frames after it keep their true number and time -----------------
+
+STAMP_BITS, STAMP_BLOCK = 12, 16
+
+
+def stamped(number: int, size=(240, 320)) -> np.ndarray:
+    """A frame with its number painted as 12 black/white blocks (most significant bit first)
+    over a moving pattern, so a decoded image says which frame it is."""
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w]
+    image = np.dstack([(x + number) % 256, (2 * y) % 256, ((x + y) // 2 + 3 * number) % 256]).astype(np.uint8)
+    image[: STAMP_BLOCK + 4] = 128
+    for bit in range(STAMP_BITS):
+        on = number >> (STAMP_BITS - 1 - bit) & 1
+        image[2 : 2 + STAMP_BLOCK, 4 + bit * STAMP_BLOCK : 2 + (bit + 1) * STAMP_BLOCK] = 255 if on else 0
+    return image
+
+
+def stamp_of(image: np.ndarray) -> int:
+    row = 2 + STAMP_BLOCK // 2
+    bits = [int(image[row, 7 + b * STAMP_BLOCK : 15 + b * STAMP_BLOCK].mean() > 127) for b in range(STAMP_BITS)]
+    return int("".join(map(str, bits)), 2)
+
+
+def write_stamped(path, frames=150, fps=25, gop=25):
+    """H.264 at a constant rate, a keyframe every ``gop`` frames."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"g": str(gop), "preset": "ultrafast"}
+        for number in range(frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(stamped(number), format="bgr24")))
+        container.mux(stream.encode())
+    return path
+
+
+def packets(path):
+    """(frame number, byte offset, size, keyframe) of every video packet, from the container."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate)
+        return [
+            (round(float(p.pts * stream.time_base) * fps), p.pos, p.size, p.is_keyframe)
+            for p in container.demux(stream)
+            if p.size
+        ]
+
+
+def damage(path, first_frame, length):
+    """Garbage over ``length`` bytes from inside the packet of ``first_frame``; returns the frames
+    at risk: from the keyframe before the damage to the keyframe after it (exclusive)."""
+    table = packets(path)
+    start = next(pos for number, pos, _, _ in table if number == first_frame) + 50
+    hit = [n for n, pos, size, _ in table if pos < start + length and pos + size > start]
+    keys = sorted(n for n, _, _, key in table if key)
+    first = max(k for k in keys if k <= min(hit))
+    after = min((k for k in keys if k > max(hit)), default=len(table))
+    data = bytearray(path.read_bytes())
+    data[start : start + length] = bytes((i * 7 + 3) % 256 for i in range(length))
+    path.write_bytes(bytes(data))
+    return range(first, after)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_frames_after_damage_keep_their_number_and_time(tmp_path, suffix):
+    clip = write_stamped(tmp_path / f"clip{suffix}")
+    at_risk = damage(clip, first_frame=75, length=16000)
+    source = open_source(str(clip), SourceConfig())
+    frames = list(source)
+    indices = [f.index for f in frames]
+    assert indices == sorted(set(indices))
+    assert all(f.time_s == f.index / 25 for f in frames)
+    # Every frame outside the damaged stretch comes through, numbered as painted.
+    outside = [(f.index, stamp_of(f.image_bgr)) for f in frames if f.index not in at_risk]
+    assert [i for i, _ in outside] == [i for i in range(150) if i not in at_risk]
+    assert all(index == painted for index, painted in outside)
+    lost = sorted(set(range(150)) - set(indices))
+    assert lost and set(lost) <= set(at_risk)
+    status = source.status
+    assert status.unreadable_frames == len(lost) and status.frames_read == 150 - len(lost)
+    assert status.damaged and not status.ended_early
+    ranges = f"frames {lost[0]}-{lost[-1]}"
+    assert lost == list(range(lost[0], lost[-1] + 1))  # one stretch
+    assert any(f"{len(lost)} unreadable frames" in w and ranges in w for w in status.warnings), status.warnings
