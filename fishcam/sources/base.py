@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,14 +54,22 @@ def open_source(spec: str, config: SourceConfig) -> Source:
 
         return LiveSource(spec, config.live)
     path = Path(spec).expanduser()
-    if not path.exists():
-        raise SourceError(f"input not found: {path}")
-    if path.is_dir():
+    info = _stat(path)
+    if stat.S_ISDIR(info.st_mode):
         from fishcam.sources.images import ImageFolderSource
 
         return ImageFolderSource(path, fps=config.image_fps)
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise SourceError(f"input {path} is an empty file (0 bytes): nothing to process")
     from fishcam.sources.file import VideoFileSource
 
     return VideoFileSource(path, max_read_failures=config.max_read_failures)
+
+
+def _stat(path: Path) -> os.stat_result:
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise SourceError(f"input not found: {path}") from exc
+    except PermissionError as exc:  # a folder on the way may not be entered
+        raise SourceError(f"cannot reach {path}: permission denied") from exc

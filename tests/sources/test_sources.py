@@ -1,6 +1,11 @@
 """Opening inputs: what works, and a clear error for each kind of bad input."""
 
+import builtins
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import av
 import cv2
@@ -188,3 +193,125 @@ def test_frames_after_damage_keep_their_number_and_time(tmp_path, suffix):
     ranges = f"frames {lost[0]}-{lost[-1]}"
     assert lost == list(range(lost[0], lost[-1] + 1))  # one stretch
     assert any(f"{len(lost)} unreadable frames" in w and ranges in w for w in status.warnings), status.warnings
+
+
+# ---- folders of images with unreadable ones ----------------------------------------------------
+
+
+def write_images(folder, count, broken=()):
+    folder.mkdir(exist_ok=True)
+    for i in range(count):
+        path = folder / f"img{i}.png"
+        if i in broken:
+            path.write_bytes(b"\x89PNG not really")
+        else:
+            cv2.imwrite(str(path), np.full((20, 30, 3), i, np.uint8))
+    return folder
+
+
+def test_folder_whose_first_image_is_corrupt_reads_the_others(tmp_path):
+    folder = write_images(tmp_path / "shots", 31, broken={0})
+    source = open_source(str(folder), SourceConfig(image_fps=2.0))
+    frames = list(source)
+    assert [f.index for f in frames] == list(range(1, 31))  # each image keeps its place and time
+    assert [int(f.image_bgr[0, 0, 0]) for f in frames] == list(range(1, 31))
+    assert frames[0].time_s == 0.5 and (source.width, source.height) == (30, 20)
+    status = source.status
+    assert (status.frames_read, status.unreadable_frames, status.damaged) == (30, 1, True)
+    assert status.warnings == ["img0.png: not a readable image: skipped"]
+
+
+def test_many_unreadable_images_are_named_then_counted(tmp_path):
+    folder = write_images(tmp_path / "shots", 30, broken=set(range(0, 30, 2)))
+    source = open_source(str(folder), SourceConfig())
+    assert len(list(source)) == 15 and source.status.unreadable_frames == 15
+    warnings = source.status.warnings
+    assert len(warnings) == 11 and "5 more unreadable images skipped (15 in all" in warnings[-1]
+
+
+def test_folder_with_no_readable_image_is_an_error(tmp_path):
+    folder = write_images(tmp_path / "shots", 3, broken={0, 1, 2})
+    with pytest.raises(SourceError, match=r"none of the 3 images in .*shots can be read: not a readable image \(3\)"):
+        open_source(str(folder), SourceConfig())
+
+
+# ---- permission denied is not damage -----------------------------------------------------------
+
+
+def deny_open(monkeypatch, denied):
+    """Python's open() refuses ``denied`` as the kernel does for a file its user may not read."""
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if os.fspath(file) == os.fspath(denied):
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+
+
+def test_a_video_that_may_not_be_read_says_permission_denied(tmp_path, monkeypatch):
+    video = tmp_path / "dive.mp4"
+    shutil.copyfile(SAMPLE, video)
+    deny_open(monkeypatch, video)
+    with pytest.raises(SourceError, match=f"cannot read {video}: permission denied"):
+        open_source(str(video), SourceConfig())
+
+
+def test_an_image_that_may_not_be_read_is_skipped_as_permission_denied(tmp_path, monkeypatch):
+    folder = write_images(tmp_path / "shots", 3)
+    deny_open(monkeypatch, folder / "img1.png")
+    source = open_source(str(folder), SourceConfig())
+    assert [f.index for f in source] == [0, 2]
+    assert source.status.warnings == ["img1.png: permission denied: skipped"]
+
+
+def without_read_override() -> list[str]:
+    """A command prefix under which ``chmod 000`` stops reads. Root reads anything through
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH; the child keeps root's uid but not those."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: chmod cannot make a file unreadable here")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+OPEN_IN_CHILD = """
+import json, sys
+from fishcam.config import SourceConfig
+from fishcam.errors import SourceError
+from fishcam.sources import open_source
+try:
+    source = open_source(sys.argv[1], SourceConfig())
+    print(json.dumps({"frames": len(list(source)), "warnings": source.status.warnings}))
+except SourceError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["video", "folder", "images"])
+def test_chmod_000_inputs_say_permission_denied(tmp_path, kind):
+    if kind == "video":
+        target = tmp_path / "dive.mp4"
+        shutil.copyfile(SAMPLE, target)
+        locked = [target]
+    else:
+        target = write_images(tmp_path / "shots", 2)
+        locked = [target] if kind == "folder" else sorted(target.iterdir())
+    for path in locked:
+        path.chmod(0)
+    try:
+        child = subprocess.run(
+            [*without_read_override(), sys.executable, "-c", OPEN_IN_CHILD, str(target)],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+    finally:
+        for path in locked:
+            path.chmod(0o755)
+    error = json.loads(child.stdout.splitlines()[-1]).get("error", "")
+    expected = {
+        "video": f"cannot read {target}: permission denied",
+        "folder": f"cannot list folder {target}: permission denied",
+        "images": f"none of the 2 images in {target} can be read: permission denied (2)",
+    }[kind]
+    assert error == expected
