@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(args.quiet, args.log_json)
+    from fishcam import runtime  # before any library is imported: telemetry off, hub offline
+
+    runtime.setup(hub=getattr(args, "models_command", None) == "fetch")
     try:
         if args.command == "train":
             return _cmd_train(args)
