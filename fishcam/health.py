@@ -59,6 +59,7 @@ class HealthLog:
             "frames_processed": stats.frames,
             "dropped": h.dropped,
             "drop_rate": round(h.dropped / max(h.frames_in, 1), 4),
+            "stale_frames": h.stale,  # frames seen before, sent again by a stalled camera
             "reconnects": h.reconnects,
             "outages": h.outages,
             "segments": stats.segments,

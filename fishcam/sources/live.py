@@ -3,8 +3,11 @@
 OpenCV queues every decoded frame of a stream, so a consumer slower than the camera falls
 further behind live. Here a reader thread decodes continuously and keeps only the newest frame;
 frames the pipeline could not take are dropped and counted. Open and read timeouts are always
-set (a stalled server otherwise blocks ``read()`` for 30 s); a failed read or a silent stream
-closes the capture, and it is reopened with capped exponential backoff.
+set (a stalled server otherwise blocks ``read()`` for 30 s); a failed read or a stream with no
+*new* frame for ``read_timeout_s`` closes the capture, and it is reopened with capped
+exponential backoff. A frame is new when its stream timestamp moved on and its picture is not
+the last one again: a stalled server or a frozen camera may keep ``read()`` succeeding with a
+frame already seen, and that must not count as the stream being alive.
 
 Each (re)connection is a new ``segment`` on the frames, so the pipeline can close the tracks
 that an outage cut.
@@ -71,12 +74,37 @@ class LiveHealth:
     frames_in: int = 0  # decoded from the camera
     frames_out: int = 0  # handed to the pipeline
     dropped: int = 0  # replaced by a newer frame before the pipeline took them
+    stale: int = 0  # read again (an old timestamp or the same picture): neither used nor alive
     reconnects: int = 0
     outages: int = 0
     last_frame_unix: float | None = None
     connected_unix: float | None = None
     connected: bool = False
     last_error: str = ""
+
+
+class Freshness:
+    """Whether each frame one connection decodes is new (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self._ms = 0.0
+        self._image: np.ndarray | None = None
+
+    def is_new(self, image: np.ndarray, ms: float) -> bool:
+        # OpenCV says 0 for a frame without a timestamp (some MJPEG streams, webcams): then
+        # only the picture decides, until the stream has shown it has timestamps.
+        if self._ms > 0 and ms <= self._ms:
+            return False
+        if self._image is not None and same_picture(image, self._image):
+            return False
+        self._ms, self._image = max(ms, self._ms), image
+        return True
+
+
+def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit-identical: a camera's sensor noise never is; a re-delivered frame always is. A sparse
+    sample first, so that different frames (nearly all) cost almost nothing."""
+    return a.shape == b.shape and np.array_equal(a[::16, ::16], b[::16, ::16]) and np.array_equal(a, b)
 
 
 class LiveSource:
@@ -119,12 +147,17 @@ class LiveSource:
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 240 else 25.0
         self.recorded_start_unix = time.time()  # the first frame's arrival: when this recording starts
+        fresh = Freshness()
+        fresh.is_new(first, cap.get(cv2.CAP_PROP_POS_MSEC))
         self._publish(first, 0)
-        self._start_reader(cap)
+        self._start_reader(cap, fresh)
 
-    def _start_reader(self, cap: cv2.VideoCapture | None) -> None:
+    def _start_reader(self, cap: cv2.VideoCapture | None, fresh: Freshness | None = None) -> None:
         self._thread = threading.Thread(
-            target=self._read_loop, args=(cap, self._generation), name="fishcam-live-reader", daemon=True
+            target=self._read_loop,
+            args=(cap, self._generation, fresh or Freshness()),
+            name="fishcam-live-reader",
+            daemon=True,
         )
         self._thread.start()
 
@@ -137,7 +170,10 @@ class LiveSource:
             self._segment += 1
             self.health.connected = False
             self.health.outages += 1
-            self.health.last_error = f"no frame from {self.name} for {self.config.read_timeout_s:g} s (watchdog)"
+            self.health.last_error = (
+                f"no new frame from {self.name} for {self.config.read_timeout_s:g} s (watchdog; "
+                f"{self.health.stale} repeated frames ignored so far)"
+            )
         log.warning("%s; reconnecting", self.health.last_error)
         self._start_reader(None)
 
@@ -187,7 +223,7 @@ class LiveSource:
             delay = min(delay * 2, self.config.reconnect_max_s)
         return None
 
-    def _read_loop(self, cap: cv2.VideoCapture | None, generation: int) -> None:
+    def _read_loop(self, cap: cv2.VideoCapture | None, generation: int, fresh: Freshness) -> None:
         try:
             while not self._stop.is_set() and generation == self._generation:
                 if cap is None:
@@ -198,12 +234,16 @@ class LiveSource:
                         break
                     if generation != self._generation:
                         break
+                    fresh = Freshness()  # a new connection's timestamps start again
                     self.health.reconnects += 1
                     self.health.connected = True
                     log.info("reconnected to %s (reconnect %d)", self.name, self.health.reconnects)
                 ok, image = cap.read()
                 if ok:
-                    self._publish(image, generation)
+                    if fresh.is_new(image, cap.get(cv2.CAP_PROP_POS_MSEC)):
+                        self._publish(image, generation)
+                    else:
+                        self.health.stale += 1  # the watchdog's clock runs on
                     continue
                 # A failed read or FFmpeg's read timeout: this capture never recovers.
                 cap.release()
