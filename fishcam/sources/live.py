@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -42,29 +42,56 @@ def is_live(spec: str) -> bool:
     return spec.lower().startswith(LIVE_SCHEMES) or spec.isdigit()
 
 
+# Query (or path) parameters whose values are secrets: ``?token=…``, ``&password=…``,
+# ``X-Amz-Signature=…``, ``user=admin_password=…_channel=1`` (path-style cameras). Masking a
+# harmless value (``keyframe=1``) costs nothing; showing a secret is the failure to avoid.
+_SECRET_PARAM = re.compile(
+    r"((?:[\w.-]*?)(?:pass|pw|secret|token|auth|credential|jwt|key|sig|session|ticket)[\w.-]*=)([^&;/?#]+)",
+    re.IGNORECASE,
+)
+
+
 def expand_secrets(url: str) -> str:
-    """``rtsp://cam:${CAM_PASSWORD}@host/…``: credentials come from the environment."""
+    """``rtsp://cam:${CAM_PASSWORD}@host/…``: credentials come from the environment. A value
+    expanded inside the user:password part is percent-encoded, so that ``@ / : # % ?`` in a
+    password stay part of it (FFmpeg decodes them again before it authenticates)."""
+    userinfo = _userinfo_span(url)
 
     def value(match: re.Match) -> str:
         name = match.group(1)
         if name not in os.environ:
             raise ConfigError(f"camera URL uses ${{{name}}} but the environment variable {name} is not set")
+        if userinfo[0] <= match.start() < userinfo[1]:
+            return quote(os.environ[name], safe="")
         return os.environ[name]
 
     return _ENV.sub(value, url)
 
 
+def _userinfo_span(url: str, stops: str = "/?#") -> tuple[int, int]:
+    """Where ``user:password`` lies in ``scheme://user:password@host/…`` ((0, 0) if nowhere):
+    up to the last ``@`` before the first of ``stops``."""
+    start = url.find("://")
+    if start < 0:
+        return 0, 0
+    start += 3
+    end = min((found for found in (url.find(stop, start) for stop in stops) if found >= 0), default=len(url))
+    at = url.rfind("@", start, end)
+    return (start, at) if at >= 0 else (0, 0)
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, for logs, outputs and errors."""
+    """The URL with its password and secret-looking parameters replaced by ``***``, for logs,
+    outputs and errors."""
     if url.isdigit():
         return f"webcam {url}"
-    parts = urlsplit(url)
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    # A password typed with a raw "/" is no valid URL, but must not show either: "/" ends no
+    # userinfo here.
+    userinfo = _userinfo_span(url, stops="?#")
+    if userinfo != (0, 0):
+        user = url[userinfo[0] : userinfo[1]].partition(":")[0]
+        url = f"{url[: userinfo[0]]}{user}:***{url[userinfo[1] :]}"
+    return _SECRET_PARAM.sub(lambda match: f"{match.group(1)}***", url)
 
 
 @dataclass

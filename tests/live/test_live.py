@@ -18,7 +18,7 @@ from builders import TEST_DETECTOR, read_ground_truth
 from fishcam.config import LiveConfig, load_config
 from fishcam.errors import SourceError
 from fishcam.run import Components, run
-from fishcam.sources.live import LiveSource, mask_url
+from fishcam.sources.live import LiveSource, expand_secrets, mask_url
 from fishcam.types import Detections
 
 pytestmark = pytest.mark.live
@@ -220,10 +220,74 @@ def test_unreachable_wrong_path_and_refused_credentials(rtsp_server, monkeypatch
     source.close()
 
 
+def test_a_password_with_url_characters_opens_the_camera(rtsp_server, monkeypatch):
+    password = "p@ss/w:rd#5%?x"
+    server = rtsp_server(user="diver", password=password)
+    monkeypatch.setenv("CAM_PASSWORD", password)
+    source = LiveSource(server.url(credentials="diver:${CAM_PASSWORD}@"), LiveConfig(open_timeout_s=3, retries=0))
+    try:
+        assert (source.width, source.height) == (640, 480) and source.name == server.url(credentials="diver:***@")
+        assert next(iter(source)).index == 0
+    finally:
+        source.close()
+    once = LiveConfig(open_timeout_s=2, retries=0)
+    with pytest.raises(SourceError, match="cannot open live source"):  # the server does check it
+        LiveSource(server.url(credentials="diver:p%40ss%2Fw%3Ard%235%25%3F@"), once)
+    with pytest.raises(SourceError, match="cannot open live source"):  # and raw, it breaks the URL
+        LiveSource(server.url(credentials=f"diver:{password}@"), once)
+
+
+def test_expanded_credentials_are_percent_encoded_only_in_the_userinfo(monkeypatch):
+    monkeypatch.setenv("CAM_USER", "me@home")
+    monkeypatch.setenv("CAM_PASSWORD", "a@b/c:d#e%f?g h")
+    monkeypatch.setenv("CHANNEL", "1")
+    url = expand_secrets("rtsp://${CAM_USER}:${CAM_PASSWORD}@10.0.0.5:554/s${CHANNEL}?channel=${CHANNEL}")
+    assert url == "rtsp://me%40home:a%40b%2Fc%3Ad%23e%25f%3Fg%20h@10.0.0.5:554/s1?channel=1"
+    assert expand_secrets("rtsp://10.0.0.5/live/${CHANNEL}") == "rtsp://10.0.0.5/live/1"
+
+
 def test_masking():
     assert mask_url("rtsp://admin:hunter2@10.0.0.5:554/stream1") == "rtsp://admin:***@10.0.0.5:554/stream1"
     assert mask_url("rtsp://10.0.0.5/stream1") == "rtsp://10.0.0.5/stream1"
     assert mask_url("0") == "webcam 0"
+    assert mask_url("rtsp://admin:p@ss/w:rd@[::1]:554/s") == "rtsp://admin:***@[::1]:554/s"  # raw, unencoded
+    assert mask_url("http://cam/video?action=stream&channel=1") == "http://cam/video?action=stream&channel=1"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "token=S3CR3T", "password=S3CR3T", "pass=S3CR3T", "pwd=S3CR3T", "key=S3CR3T", "apikey=S3CR3T",
+        "api_key=S3CR3T", "auth=S3CR3T", "signature=S3CR3T", "sig=S3CR3T", "X-Amz-Signature=S3CR3T",
+        "access_token=S3CR3T", "secret=S3CR3T", "session=S3CR3T",
+    ],
+)  # fmt: skip
+def test_secret_query_values_are_masked(query):
+    masked = mask_url(f"rtsp://10.0.0.5:554/stream1?channel=1&{query}&subtype=0")
+    name = query.split("=")[0]
+    assert masked == f"rtsp://10.0.0.5:554/stream1?channel=1&{name}=***&subtype=0"
+
+
+def test_secrets_in_path_style_parameters_are_masked():
+    # Cameras that take their credentials in the path (XMEye and its clones).
+    masked = mask_url("rtsp://10.0.0.5:554/user=admin_password=S3CR3T_channel=1_stream=0.sdp")
+    assert "S3CR3T" not in masked and masked.startswith("rtsp://10.0.0.5:554/user=admin_password=***")
+
+
+def test_a_secret_in_the_query_is_in_no_log_or_output(rtsp_server, tmp_path):
+    server = rtsp_server()
+    url = server.url("/fish?channel=1&token=S3CR3T-T0KEN")
+    command = [sys.executable, "-m", "fishcam", "run", url, "--out", str(tmp_path), "--duration", "2"]
+    command += ["--config", "configs/count-only.yaml", "--set", "source.live.health_interval_s=0.5"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["source"] == server.url("/fish?channel=1&token=***") and summary["frames"] > 10
+    assert "health" in done.stderr and "processing" in done.stderr  # the log was written, at INFO
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) >= 6
+    for text in [done.stdout, done.stderr, *(p.read_bytes().decode("latin-1") for p in written)]:
+        assert "S3CR3T" not in text
 
 
 def start_cli(url, out, *extra):
