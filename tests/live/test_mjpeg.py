@@ -62,6 +62,53 @@ def test_mjpeg_over_http_runs_through_the_pipeline(mjpeg_url, tmp_path):
     assert code == 0 and summary["frames"] > 30 and summary["live"]["input_fps"] > 15
 
 
+def test_a_camera_that_resends_its_last_picture_is_stalled(tmp_path):
+    """New JPEGs for a second, then the last one again every second (under the 2 s timeout):
+    the watchdog counts the outage and reconnects (a new connection gets new pictures)."""
+    capture = cv2.VideoCapture(str(SAMPLES / "fixed_sample.mp4"))
+    jpegs = [cv2.imencode(".jpg", capture.read()[1])[1].tobytes() for _ in range(40)]
+    connections = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            connections.append(time.monotonic())
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for index in range(200):
+                    fresh = len(connections) > 1 or index < 25
+                    jpeg = jpegs[index % len(jpegs)] if fresh else jpegs[24]
+                    header = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                    self.wfile.write(header.encode() + jpeg + b"\r\n")
+                    time.sleep(0.04 if fresh else 1.0)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
+        source = open_source(
+            url, load_config(None, []).source.model_copy(update={"live": LiveConfig(read_timeout_s=2)})
+        )
+        segments = set()
+        started = time.monotonic()
+        for frame in source:
+            segments.add(frame.segment)
+            if 1 in segments or time.monotonic() - started > 8:
+                break
+        source.close()
+    finally:
+        server.shutdown()
+    assert source.health.outages == 1 and source.health.stale >= 1 and segments == {0, 1}
+    assert len(connections) == 2 and 2.5 < connections[1] - connections[0] < 5
+
+
 def _motion(config):
     from fishcam.detect.motion import MotionDetector
 
