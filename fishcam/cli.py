@@ -18,6 +18,7 @@ from fishcam.errors import (
     EXIT_TERMINATED,
     ConfigError,
     FishcamError,
+    OutputError,
     Terminated,
 )
 from fishcam.sinks import EXPORT_FORMATS
@@ -241,15 +242,19 @@ def _cmd_batch(args: argparse.Namespace, config) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from fishcam.sinks.exports import export_all, read_runs
+    from fishcam.sinks.files import output_problem
 
     runs = read_runs(args.run_dir)
     camtrap = {}
     if "camtrap-dp" in args.formats:
         camtrap = _camtrap_options(args, runs)
+    out = args.out or args.run_dir / "exports"
     for fmt in args.formats:
-        for path in export_all(
-            runs, fmt, args.out or args.run_dir / "exports", **(camtrap if fmt == "camtrap-dp" else {})
-        ):
+        try:
+            written = export_all(runs, fmt, out, **(camtrap if fmt == "camtrap-dp" else {}))
+        except OSError as exc:  # a full disk or storage gone read-only part-way: each file is whole or absent
+            raise OutputError(output_problem(exc, out)) from exc
+        for path in written:
             log.info("%s: %s", fmt, path)
     return 0
 

@@ -2,12 +2,10 @@
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from builders import SAMPLES
@@ -98,18 +96,6 @@ def test_bad_inputs(tmp_path, capsys):
     bad = tmp_path / "m.csv"
     bad.write_text("file,site\nx.mp4,a\n")
     assert main(["batch", str(bad), "--out", str(tmp_path / "o"), *COUNT_ONLY]) == 2
-
-
-@pytest.fixture
-def ray_cluster(tmp_path):
-    """A real local Ray cluster with 2 CPUs, started the way an operator would."""
-    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
-    assert ray, "ray is a test dependency (pip install -e .[test])"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--include-dashboard", "false",
-                    "--temp-dir", "/tmp/fishcam-ray"], check=True, capture_output=True, env=env)  # fmt: skip
-    yield "auto"
-    subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)
 
 
 def test_ray_cluster_gives_the_same_results_as_a_sequential_run(videos, tmp_path, ray_cluster):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,28 +21,6 @@ from fishcam.models.devices import exports_dir, pick_device
 from fishcam.types import Detections, Frame
 
 log = logging.getLogger(__name__)
-
-
-def _offline_ultralytics() -> None:
-    """Stop ultralytics from reaching the network: no pip auto-install, no settings sync, no
-    font download (it wants Arial in its config dir; any TTF serves for drawing labels)."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    os.environ.setdefault("YOLO_VERBOSE", "false")  # fishcam logs what matters itself
-    if "YOLO_CONFIG_DIR" not in os.environ:
-        config_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fishcam" / "ultralytics"
-        fonts = config_dir / "Ultralytics"
-        fonts.mkdir(parents=True, exist_ok=True)
-        try:
-            import matplotlib
-
-            ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-            for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-                if ttf.is_file() and not (fonts / name).exists():
-                    shutil.copyfile(ttf, fonts / name)
-        except ImportError:  # pragma: no cover - matplotlib comes with ultralytics
-            pass
-        os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
 
 
 def pick_backend(requested: str, device: str) -> str:
@@ -85,17 +64,17 @@ class YoloDetector:
             self._load(config)
 
     def _load(self, config: DetectorConfig) -> None:
+        from fishcam import runtime
+
+        runtime.setup()  # before anything imports ultralytics: offline, no telemetry, fonts in place
         self.config = config
         self.path = hub.resolve(config.weights, "detector")
         if self.path.suffix not in {".pt", ".onnx"} and not self.path.is_dir():
             raise ModelError(f"detector weights must be an Ultralytics .pt, .onnx or OpenVINO folder: {self.path}")
         if self.path.suffix == ".pt":  # Ultralytics unpickles .pt files without restriction: check first
             check_ultralytics_checkpoint(self.path)
-        _offline_ultralytics()
         from ultralytics import YOLO
-        from ultralytics.utils import SETTINGS
 
-        SETTINGS.update({"sync": False})
         self.device = pick_device(config.device)
         self.backend = pick_backend(config.backend, self.device) if self.path.suffix == ".pt" else "as given"
         self.model_path = self._exported() if self.backend not in {"torch", "as given"} else self.path
@@ -126,17 +105,34 @@ class YoloDetector:
             return target
         from ultralytics import YOLO
 
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.path, folder / "model.pt")
-        log.info("exporting detector %s to %s (once; cached in %s)", self.path.name, self.backend, folder)
+        # Exported in a folder of this process's own, then renamed into place: two batch workers
+        # exporting the same weights at once must not write into one folder.
+        exports_dir().mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=exports_dir()))
         try:
-            options = {"half": True} if self.backend == "tensorrt" else {"dynamic": dynamic}
-            exported = YOLO(str(folder / "model.pt"), task="detect").export(
-                format=fmt, imgsz=self.config.image_size, device=self.device, verbose=False, **options
+            shutil.copyfile(self.path, work / "model.pt")
+            log.info("exporting detector %s to %s (once; cached in %s)", self.path.name, self.backend, folder)
+            try:
+                options = {"half": True} if self.backend == "tensorrt" else {"dynamic": dynamic}
+                YOLO(str(work / "model.pt"), task="detect").export(
+                    format=fmt, imgsz=self.config.image_size, device=self.device, verbose=False, **options
+                )
+            except Exception as exc:
+                raise ModelError(
+                    f"cannot export detector to {self.backend}: {exc}; use detector.backend=torch"
+                ) from exc
+            try:
+                os.rename(work, folder)
+            except OSError:  # another process finished first: use its export
+                if not target.exists():
+                    raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if not target.exists():
+            raise ModelError(
+                f"exporting the detector to {self.backend} left no {target.name}; use detector.backend=torch"
             )
-        except Exception as exc:
-            raise ModelError(f"cannot export detector to {self.backend}: {exc}; use detector.backend=torch") from exc
-        return Path(exported)
+        return target
 
     def _resolve_classes(self, wanted: list[str | int] | None) -> list[int] | None:
         if not wanted:

@@ -21,7 +21,7 @@ from typing import Any
 from fishcam import __version__
 from fishcam.classify.species_list import SpeciesEntry
 from fishcam.errors import ConfigError
-from fishcam.sinks.files import csv_text, write_atomic
+from fishcam.sinks.files import csv_text, prepare_output_dir, write_atomic
 from fishcam.types import UNCLASSIFIED_LABEL, UNKNOWN_LABEL
 
 VERSION_URL = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0"
@@ -227,7 +227,7 @@ def export_camtrap_dp(
             f"{run.summary.get('frames', 0)} frames at {run.summary.get('video_fps', '')} fps",
         ])  # fmt: skip
         observations += observation_rows(run, dep, index)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out_dir)
     paths = {name: out_dir / f"{name}.csv" for name in ("deployments", "media", "observations")}
     write_atomic(paths["deployments"], csv_text(DEPLOYMENT_COLUMNS, deployments))
     write_atomic(paths["media"], csv_text(MEDIA_COLUMNS, media))

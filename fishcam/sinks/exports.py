@@ -8,6 +8,8 @@ import configparser
 import csv
 import io
 import json
+import logging
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +17,10 @@ from typing import Any
 
 from fishcam.errors import SourceError
 from fishcam.sinks import EXPORT_FORMATS
-from fishcam.sinks.files import write_atomic
+from fishcam.sinks.files import prepare_output_dir, write_atomic
 from fishcam.sinks.run_writer import DETECTIONS_NAME, SUMMARY_NAME, TRACKS_NAME
+
+log = logging.getLogger(__name__)
 
 VIAME_HEADER = (
     "# 1: Detection or Track-id,2: Video or Image Identifier,3: Unique Frame Identifier,"
@@ -37,10 +41,17 @@ class RunRecord:
 
     @property
     def name(self) -> str:
-        return Path(str(self.summary.get("source", self.folder.name))).stem or self.folder.name
+        """The video's name, safe as a file name (an export never writes outside its folder)."""
+        stem = Path(str(self.summary.get("source", self.folder.name))).stem
+        safe = re.sub(r"[^\w.+-]", "_", stem).lstrip(".")
+        return safe or re.sub(r"[^\w.+-]", "_", self.folder.name).lstrip(".") or "run"
 
 
 BATCH_REPORT = "batch_report.json"
+DAMAGED = "the run's files are damaged: re-run fishcam on the video"
+# Columns an export needs, and how each must parse.
+_TRACK_FIELDS = {"track_id": int, "species": str, "score": float, "origin": str}
+_BOX_FIELDS = {"frame": int, "track_id": int, "x1": float, "y1": float, "x2": float, "y2": float, "confidence": float}
 
 
 def read_runs(folder: Path) -> list[RunRecord]:
@@ -48,12 +59,24 @@ def read_runs(folder: Path) -> list[RunRecord]:
     report = folder / BATCH_REPORT
     if not report.is_file():
         return [read_run(folder)]
-    data = json.loads(report.read_text(encoding="utf-8"))
-    finished = sorted(data.get("done", []) + data.get("skipped", []), key=lambda r: r["video"])
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        finished = sorted(data.get("done", []) + data.get("skipped", []), key=lambda r: str(r["video"]))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SourceError(f"{report} is damaged ({exc}): run the batch again to rewrite it") from exc
     if not finished:
         raise SourceError(f"batch {folder} has no finished video to export (see {report})")
-    # Folders are taken relative to the batch: it may have been moved or copied since.
-    return [read_run(folder / Path(r["folder"]).name, r.get("metadata", {})) for r in finished]
+    # Folders are taken relative to the batch (it may have been moved or copied since) and must
+    # be inside it: a report is data, and data does not choose what else on the disk is read.
+    return [read_run(_inside(folder, record.get("folder")), record.get("metadata") or {}) for record in finished]
+
+
+def _inside(batch: Path, recorded: object) -> Path:
+    name = Path(str(recorded or "")).name
+    folder = batch / name
+    if name in {"", ".", ".."} or folder.resolve().parent != batch.resolve():
+        raise SourceError(f"{batch / BATCH_REPORT} names a run folder outside the batch ({recorded!r}): refused")
+    return folder
 
 
 def read_run(folder: Path, metadata: dict[str, str] | None = None) -> RunRecord:
@@ -65,12 +88,46 @@ def read_run(folder: Path, metadata: dict[str, str] | None = None) -> RunRecord:
                 " (a rotated live run: export one of its period folders)" if (folder / SUMMARY_NAME).is_file() else ""
             )
             raise SourceError(f"{folder} is not a finished fishcam run: {name} is missing{hint}")
-    with (folder / TRACKS_NAME).open(encoding="utf-8") as handle:
-        tracks = {int(row["track_id"]): row for row in csv.DictReader(handle)}
-    with (folder / DETECTIONS_NAME).open(encoding="utf-8") as handle:
-        boxes = [row for row in csv.DictReader(handle) if int(row["track_id"]) in tracks]
-    summary = json.loads((folder / SUMMARY_NAME).read_text(encoding="utf-8"))
+    tracks = {int(row["track_id"]): row for row in _read_rows(folder / TRACKS_NAME, _TRACK_FIELDS)}
+    boxes = []
+    for row in _read_rows(folder / DETECTIONS_NAME, _BOX_FIELDS):
+        if int(row["track_id"]) in tracks:
+            boxes.append(row)
+    try:
+        summary = json.loads((folder / SUMMARY_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{folder / SUMMARY_NAME} is not valid JSON ({exc}); {DAMAGED}") from exc
+    if not isinstance(summary, dict):
+        raise SourceError(f"{folder / SUMMARY_NAME} is not a fishcam summary; {DAMAGED}")
+    status = summary.get("status", "finished")  # runs from before the status was written finished
+    if status != "finished":
+        log.warning("%s: the run did not finish (status %s): the export covers what it wrote", folder, status)
     return RunRecord(folder, summary, tracks, boxes, dict(metadata or {}))
+
+
+def _read_rows(path: Path, fields: dict[str, type]) -> list[dict[str, str]]:
+    """Every row of a run's CSV, each field an export needs checked: a damaged file is one line
+    naming the file, the row and the field, never a traceback."""
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [name for name in fields if name not in (reader.fieldnames or [])]
+            if missing:
+                raise SourceError(f"{path} lacks the column(s) {', '.join(missing)}; {DAMAGED}")
+            rows = []
+            for row in reader:
+                for name, kind in fields.items():
+                    value = row.get(name)
+                    try:
+                        kind(value)
+                    except (TypeError, ValueError):
+                        raise SourceError(
+                            f"{path}, line {reader.line_num}: {name} is {value!r}, not a {kind.__name__}; {DAMAGED}"
+                        ) from None
+                rows.append(row)
+            return rows
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SourceError(f"{path} cannot be read ({exc}); {DAMAGED}") from exc
 
 
 def export_all(runs: list[RunRecord], fmt: str, out_dir: Path, **camtrap: Any) -> list[Path]:
@@ -86,7 +143,7 @@ def export_all(runs: list[RunRecord], fmt: str, out_dir: Path, **camtrap: Any) -
 
 
 def export(run: RunRecord, fmt: str, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out_dir)
     if fmt == "mot":
         return export_mot(run, out_dir)
     if fmt == "viame":
