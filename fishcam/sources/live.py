@@ -5,9 +5,11 @@ further behind live. Here a reader thread decodes continuously and keeps only th
 frames the pipeline could not take are dropped and counted. Open and read timeouts are always
 set (a stalled server otherwise blocks ``read()`` for 30 s); a failed read or a stream with no
 *new* frame for ``read_timeout_s`` closes the capture, and it is reopened with capped
-exponential backoff. A frame is new when its stream timestamp moved on and its picture is not
-the last one again: a stalled server or a frozen camera may keep ``read()`` succeeding with a
-frame already seen, and that must not count as the stream being alive.
+exponential backoff. A frame is new when its picture is not the last one again: a stalled server,
+a frozen camera or an NVR's keep-alive may keep ``read()`` succeeding with the frame already
+seen, and that must not count as the stream being alive. (Not by timestamp: FFmpeg's RTSP
+timestamps jump back when the first RTCP report re-bases them, a few frames into every
+connection, so an earlier timestamp is no sign of an old frame.)
 
 Each (re)connection is a new ``segment`` on the frames, so the pipeline can close the tracks
 that an outage cut.
@@ -101,7 +103,7 @@ class LiveHealth:
     frames_in: int = 0  # decoded from the camera
     frames_out: int = 0  # handed to the pipeline
     dropped: int = 0  # replaced by a newer frame before the pipeline took them
-    stale: int = 0  # read again (an old timestamp or the same picture): neither used nor alive
+    stale: int = 0  # the last picture again: neither handed on nor a sign of life
     reconnects: int = 0
     outages: int = 0
     last_frame_unix: float | None = None
@@ -114,17 +116,12 @@ class Freshness:
     """Whether each frame one connection decodes is new (see the module's docstring)."""
 
     def __init__(self) -> None:
-        self._ms = 0.0
         self._image: np.ndarray | None = None
 
-    def is_new(self, image: np.ndarray, ms: float) -> bool:
-        # OpenCV says 0 for a frame without a timestamp (some MJPEG streams, webcams): then
-        # only the picture decides, until the stream has shown it has timestamps.
-        if self._ms > 0 and ms <= self._ms:
-            return False
+    def is_new(self, image: np.ndarray) -> bool:
         if self._image is not None and same_picture(image, self._image):
             return False
-        self._ms, self._image = max(ms, self._ms), image
+        self._image = image
         return True
 
 
@@ -175,7 +172,7 @@ class LiveSource:
         self.fps = float(fps) if fps and 0 < fps < 240 else 25.0
         self.recorded_start_unix = time.time()  # the first frame's arrival: when this recording starts
         fresh = Freshness()
-        fresh.is_new(first, cap.get(cv2.CAP_PROP_POS_MSEC))
+        fresh.is_new(first)
         self._publish(first, 0)
         self._start_reader(cap, fresh)
 
@@ -261,13 +258,13 @@ class LiveSource:
                         break
                     if generation != self._generation:
                         break
-                    fresh = Freshness()  # a new connection's timestamps start again
+                    fresh = Freshness()
                     self.health.reconnects += 1
                     self.health.connected = True
                     log.info("reconnected to %s (reconnect %d)", self.name, self.health.reconnects)
                 ok, image = cap.read()
                 if ok:
-                    if fresh.is_new(image, cap.get(cv2.CAP_PROP_POS_MSEC)):
+                    if fresh.is_new(image):
                         self._publish(image, generation)
                     else:
                         self.health.stale += 1  # the watchdog's clock runs on

@@ -360,6 +360,7 @@ def test_health_is_logged_at_an_interval_and_summarised(rtsp_server, tmp_path, c
     # Every decoded frame was processed or counted as dropped (one may wait in the slot, one hit the end).
     assert 0 <= live["frames_in"] - live["dropped"] - live["frames_processed"] <= 2
     assert live["latency_ms"]["p50"] < 500 and live["reconnects"] == 0
+    assert live["stale_frames"] == 0  # a moving stream's frames are each new (RTSP's time jumps back early)
 
 
 def test_udp_transport(rtsp_server):
@@ -372,3 +373,4 @@ def test_udp_transport(rtsp_server):
             break
     source.close()
     assert stamps == sorted(stamps) and len(set(stamps)) == 20
+    assert source.health.stale == 0
