@@ -233,11 +233,12 @@ def _cmd_batch(args: argparse.Namespace, config) -> int:
 
     report = run_batch(args.inputs, config, args.out, workers=args.workers, ray_address=args.ray)
     log.info(
-        "%d videos: %d done, %d skipped (already done), %d failed; report in %s",
-        report["videos"], len(report["done"]), len(report["skipped"]), len(report["failed"]),
+        "%d videos: %d done, %d skipped (already done), %d failed, %d bad manifest rows; report in %s",
+        report["videos"], len(report["done"]), len(report["skipped"]), len(report["failed"]), len(report["bad_rows"]),
         args.out / "batch_report.json",
     )  # fmt: skip
-    return EXIT_PARTIAL_INPUT if report["failed"] else 0  # the rest finished; the report lists what failed
+    # The rest finished; the report lists what failed and which manifest rows were skipped.
+    return EXIT_PARTIAL_INPUT if report["failed"] or report["bad_rows"] else 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
