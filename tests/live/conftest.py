@@ -1,4 +1,4 @@
-"""A real RTSP server on 127.0.0.1 (GStreamer's, from Debian packages; see .ci/run)."""
+"""A real RTSP server on 127.0.0.1 (GStreamer's, from Debian packages; installed by scripts/setup-system)."""
 
 import os
 import signal
@@ -32,7 +32,7 @@ class RtspServer:
             self.proc.kill()
             pytest.fail(
                 "the GStreamer RTSP test server did not start; install python3-gi, gir1.2-gst-rtsp-server-1.0 "
-                "and the GStreamer plugins (see .ci/run)"
+                "and the GStreamer plugins (scripts/setup-system installs them)"
             )
         self.port = int(line.split()[1])
         threading.Thread(target=self._read_stdout, args=(self.proc,), daemon=True).start()
