@@ -120,9 +120,9 @@ def run_naive(clip: Path, args: argparse.Namespace) -> dict:
     from PIL import Image
     from torchvision import transforms
 
-    from fishcam.detect.yolo import _offline_ultralytics
+    from fishcam import runtime
 
-    _offline_ultralytics()
+    runtime.setup()  # offline and no telemetry, as fishcam's own modes
     from ultralytics import YOLO
 
     detector = YOLO(str(DETECTOR), task="detect")

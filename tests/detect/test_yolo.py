@@ -74,9 +74,9 @@ def onnx_detector(tmp_path_factory):
     folder = tmp_path_factory.mktemp("onnx")
     weights = folder / "fish_yolov8n.pt"
     shutil.copyfile(TEST_DETECTOR, weights)
-    from fishcam.detect.yolo import _offline_ultralytics
+    from fishcam import runtime
 
-    _offline_ultralytics()
+    runtime.setup()  # as the CLI does, before ultralytics is imported
     from ultralytics import YOLO
 
     exported = YOLO(str(weights), task="detect").export(format="onnx", imgsz=320, simplify=False, verbose=False)
