@@ -20,8 +20,10 @@ from typing import Any
 
 from fishcam import __version__
 from fishcam.classify.species_list import SpeciesEntry
-from fishcam.errors import ConfigError
-from fishcam.sinks.files import csv_text, prepare_output_dir, write_atomic
+from fishcam.errors import ConfigError, SourceError
+from fishcam.sinks.exports import DAMAGED, write_together
+from fishcam.sinks.files import csv_text, prepare_output_dir
+from fishcam.sinks.run_writer import SUMMARY_NAME
 from fishcam.types import UNCLASSIFIED_LABEL, UNKNOWN_LABEL
 
 VERSION_URL = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0"
@@ -141,7 +143,7 @@ def _classified_by(run: Any, origin: str) -> str:
 def observation_rows(run: Any, deployment: Deployment, taxa: dict[str, SpeciesEntry]) -> list[list[Any]]:
     """One event-level observation per track: the fish, when it was in view, what decided it."""
     rows = []
-    classified_at = iso(datetime.strptime(run.summary["started"], "%Y-%m-%dT%H:%M:%S%z"))
+    classified_at = _classified_at(run)
     for track_id, track in sorted(run.tracks.items()):
         species, origin = track["species"], track["origin"]
         if species == UNCLASSIFIED_LABEL or origin == "none":
@@ -166,6 +168,17 @@ def observation_rows(run: Any, deployment: Deployment, taxa: dict[str, SpeciesEn
             probability, f"track:{track_id}", comment,
         ])  # fmt: skip
     return rows
+
+
+def _classified_at(run: Any) -> str:
+    """When the models decided: the run's start, as summary.json says it."""
+    text = run.summary.get("started")
+    try:
+        return iso(datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z"))
+    except ValueError:
+        raise SourceError(
+            f"{run.folder / SUMMARY_NAME}: started is {text!r}, not a time like 2026-05-01T09:30:00+1000; {DAMAGED}"
+        ) from None
 
 
 def _floor(moment: datetime) -> datetime:
@@ -228,13 +241,17 @@ def export_camtrap_dp(
         ])  # fmt: skip
         observations += observation_rows(run, dep, index)
     prepare_output_dir(out_dir)
-    paths = {name: out_dir / f"{name}.csv" for name in ("deployments", "media", "observations")}
-    write_atomic(paths["deployments"], csv_text(DEPLOYMENT_COLUMNS, deployments))
-    write_atomic(paths["media"], csv_text(MEDIA_COLUMNS, media))
-    write_atomic(paths["observations"], csv_text(OBSERVATION_COLUMNS, observations))
     package = descriptor([d for _, d in placed], runs, observations, index, info)
-    write_atomic(out_dir / "datapackage.json", json.dumps(package, indent=2, ensure_ascii=False) + "\n")
-    return [*paths.values(), out_dir / "datapackage.json"]
+    # One package: its four files are replaced together or not at all (a reader never sees new
+    # observations beside an old deployments table).
+    files = {
+        out_dir / "deployments.csv": csv_text(DEPLOYMENT_COLUMNS, deployments),
+        out_dir / "media.csv": csv_text(MEDIA_COLUMNS, media),
+        out_dir / "observations.csv": csv_text(OBSERVATION_COLUMNS, observations),
+        out_dir / "datapackage.json": json.dumps(package, indent=2, ensure_ascii=False) + "\n",
+    }
+    write_together(files)
+    return list(files)
 
 
 def descriptor(

@@ -5,19 +5,22 @@ the runs' own outputs: one run folder, or a batch folder (every video it finishe
 from __future__ import annotations
 
 import configparser
+import contextlib
 import csv
 import io
 import json
 import logging
+import math
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fishcam.errors import SourceError
+from fishcam.errors import OutputError, SourceError
 from fishcam.sinks import EXPORT_FORMATS
-from fishcam.sinks.files import prepare_output_dir, write_atomic
+from fishcam.sinks.files import output_problem, prepare_output_dir
 from fishcam.sinks.run_writer import DETECTIONS_NAME, SUMMARY_NAME, TRACKS_NAME
 
 log = logging.getLogger(__name__)
@@ -43,15 +46,38 @@ class RunRecord:
     def name(self) -> str:
         """The video's name, safe as a file name (an export never writes outside its folder)."""
         stem = Path(str(self.summary.get("source", self.folder.name))).stem
-        safe = re.sub(r"[^\w.+-]", "_", stem).lstrip(".")
-        return safe or re.sub(r"[^\w.+-]", "_", self.folder.name).lstrip(".") or "run"
+        return safe_name(stem) or safe_name(self.folder.name) or "run"
+
+
+def safe_name(text: str) -> str:
+    """A name that is one plain file name: no separators, not hidden, short enough to take a
+    suffix and a temporary name's within the file system's 255 bytes."""
+    safe = re.sub(r"[^\w.+-]", "_", text).lstrip(".")
+    return safe.encode()[:200].decode(errors="ignore")
 
 
 BATCH_REPORT = "batch_report.json"
 DAMAGED = "the run's files are damaged: re-run fishcam on the video"
-# Columns an export needs, and how each must parse.
-_TRACK_FIELDS = {"track_id": int, "species": str, "score": float, "origin": str}
-_BOX_FIELDS = {"frame": int, "track_id": int, "x1": float, "y1": float, "x2": float, "y2": float, "confidence": float}
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+# Columns the exports read (Camtrap DP the most), and how each must parse.
+_TRACK_FIELDS = {
+    "track_id": int, "species": str, "score": _number, "origin": str, "votes": int, "detections": int,
+    "first_frame": int, "last_frame": int, "first_time_s": _number, "last_time_s": _number,
+}  # fmt: skip
+_BOX_FIELDS = {"frame": int, "track_id": int, "x1": _number, "y1": _number, "x2": _number, "y2": _number,
+               "confidence": _number}  # fmt: skip
+_KIND_NAMES = {int: "whole number", _number: "number", str: "text"}
+# Summary values the exports read, when present: numbers, texts, and the models' descriptions.
+_SUMMARY_NUMBERS = ("video_fps", "frames", "width", "height", "processing_s")
+_SUMMARY_TEXTS = ("source", "source_path", "recorded_start", "started", "fishcam")
 
 
 def read_runs(folder: Path) -> list[RunRecord]:
@@ -68,7 +94,21 @@ def read_runs(folder: Path) -> list[RunRecord]:
         raise SourceError(f"batch {folder} has no finished video to export (see {report})")
     # Folders are taken relative to the batch (it may have been moved or copied since) and must
     # be inside it: a report is data, and data does not choose what else on the disk is read.
-    return [read_run(_inside(folder, record.get("folder")), record.get("metadata") or {}) for record in finished]
+    return [read_run(_inside(folder, record.get("folder")), _metadata(report, record)) for record in finished]
+
+
+def _metadata(report: Path, record: dict[str, Any]) -> dict[str, str]:
+    """A video's manifest columns as text (a report edited by hand may hold numbers)."""
+    metadata = record.get("metadata") or {}
+    plain = (str, int, float)
+    if not isinstance(metadata, dict) or not all(
+        isinstance(v, plain) and not isinstance(v, bool) for v in metadata.values()
+    ):
+        raise SourceError(
+            f"{report}: the metadata of {record.get('video')} is {metadata!r}, not column names with text or "
+            "numbers: run the batch again to rewrite it"
+        )
+    return {str(k): str(v) for k, v in metadata.items()}
 
 
 def _inside(batch: Path, recorded: object) -> Path:
@@ -93,12 +133,7 @@ def read_run(folder: Path, metadata: dict[str, str] | None = None) -> RunRecord:
     for row in _read_rows(folder / DETECTIONS_NAME, _BOX_FIELDS):
         if int(row["track_id"]) in tracks:
             boxes.append(row)
-    try:
-        summary = json.loads((folder / SUMMARY_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SourceError(f"{folder / SUMMARY_NAME} is not valid JSON ({exc}); {DAMAGED}") from exc
-    if not isinstance(summary, dict):
-        raise SourceError(f"{folder / SUMMARY_NAME} is not a fishcam summary; {DAMAGED}")
+    summary = _read_summary(folder / SUMMARY_NAME)
     status = summary.get("status", "finished")  # runs from before the status was written finished
     if status != "finished":
         log.warning("%s: the run did not finish (status %s): the export covers what it wrote", folder, status)
@@ -116,18 +151,79 @@ def _read_rows(path: Path, fields: dict[str, type]) -> list[dict[str, str]]:
                 raise SourceError(f"{path} lacks the column(s) {', '.join(missing)}; {DAMAGED}")
             rows = []
             for row in reader:
-                for name, kind in fields.items():
-                    value = row.get(name)
-                    try:
-                        kind(value)
-                    except (TypeError, ValueError):
-                        raise SourceError(
-                            f"{path}, line {reader.line_num}: {name} is {value!r}, not a {kind.__name__}; {DAMAGED}"
-                        ) from None
+                problem = _row_problem(row, fields)
+                if problem:
+                    raise SourceError(f"{path}, line {reader.line_num}: {problem}; {DAMAGED}")
                 rows.append(row)
             return rows
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SourceError(f"{path} cannot be read ({exc}); {DAMAGED}") from exc
+
+
+def _row_problem(row: dict[str | None, Any], fields: dict[str, Any]) -> str | None:
+    """What is wrong with one row (a cut-short or run-together line, a value of the wrong kind)."""
+    if None in row:  # DictReader keeps values beyond the header under None
+        return "more values than columns"
+    for name, kind in fields.items():
+        value = row.get(name)
+        if value is None:
+            return f"fewer values than columns (no {name})"
+        try:
+            kind(value)
+        except ValueError:
+            return f"{name} is {value!r}, not a {_KIND_NAMES[kind]}"
+    return None
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    """summary.json, with every value an export reads of the kind it must be."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path} is not valid JSON ({exc}); {DAMAGED}") from exc
+    if not isinstance(summary, dict):
+        raise SourceError(f"{path} is not a fishcam summary; {DAMAGED}")
+    for key in _SUMMARY_NUMBERS:
+        value = summary.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise SourceError(f"{path}: {key} is {value!r}, not a number; {DAMAGED}")
+    for key in _SUMMARY_TEXTS:
+        if summary.get(key) is not None and not isinstance(summary[key], str):
+            raise SourceError(f"{path}: {key} is {summary[key]!r}, not text; {DAMAGED}")
+    models = summary.get("models", {})
+    if not isinstance(models, dict) or not all(isinstance(m, dict) for m in models.values()):
+        raise SourceError(f"{path}: models is {models!r}, not the models' descriptions; {DAMAGED}")
+    return summary
+
+
+def write_together(files: dict[Path, str]) -> None:
+    """An export's files, all or none: each goes to a temporary name first, and only once every
+    one is on disk are they renamed into place, so a disk that fills up midway leaves the
+    previous export as it was (never a half-written file, nor new files beside old ones)."""
+    staged: dict[Path, Path] = {}
+    try:
+        for path, text in files.items():
+            staged[path] = path.with_name(f".{path.name}.tmp")
+            with _naming(path), staged[path].open("w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for path, tmp in staged.items():
+            with _naming(path):
+                os.replace(tmp, path)
+    finally:
+        for tmp in staged.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _naming(path: Path):
+    """A failed write as one OutputError line naming the export file (not its temporary name)."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(output_problem(OSError(exc.errno, exc.strerror or str(exc)), path)) from exc
 
 
 def export_all(runs: list[RunRecord], fmt: str, out_dir: Path, **camtrap: Any) -> list[Path]:
@@ -167,7 +263,6 @@ def export_mot(run: RunRecord, out_dir: Path) -> list[Path]:
         lines.append(f"{int(row['frame']) + 1},{int(row['track_id']) + 1},{x + 1:.1f},{y + 1:.1f},{w:.1f},{h:.1f},"
                      f"{float(row['confidence']):.3f},-1,-1,-1")  # fmt: skip
     results = out_dir / f"{run.name}.txt"
-    write_atomic(results, "\n".join(lines) + ("\n" if lines else ""))
     info = configparser.ConfigParser()
     info.optionxform = str  # MOT's keys are case-sensitive
     info["Sequence"] = {
@@ -182,7 +277,7 @@ def export_mot(run: RunRecord, out_dir: Path) -> list[Path]:
     buffer = io.StringIO()
     info.write(buffer, space_around_delimiters=False)
     seqinfo = out_dir / "seqinfo.ini"
-    write_atomic(seqinfo, buffer.getvalue())
+    write_together({results: "\n".join(lines) + ("\n" if lines else ""), seqinfo: buffer.getvalue()})
     return [results, seqinfo]
 
 
@@ -203,7 +298,7 @@ def export_viame(run: RunRecord, path: Path) -> Path:
                 track_id, run.name, int(row["frame"]), row["x1"], row["y1"], row["x2"], row["y2"],
                 row["confidence"], -1, track["species"], track["score"],
             ])  # fmt: skip
-    write_atomic(path, buffer.getvalue())
+    write_together({path: buffer.getvalue()})
     return path
 
 
@@ -234,5 +329,5 @@ def export_coco(run: RunRecord, path: Path) -> Path:
         "annotations": annotations,
         "categories": [{"id": i, "name": name, "supercategory": "fish"} for name, i in category.items()],
     }
-    write_atomic(path, json.dumps(data, indent=1) + "\n")
+    write_together({path: json.dumps(data, indent=1) + "\n"})
     return path
