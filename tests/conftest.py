@@ -46,7 +46,9 @@ def ray_cluster():
     ray = shutil.which("ray", path=str(Path(sys.executable).parent))
     assert ray, "ray is a test dependency (pip install -e .[test])"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--include-dashboard", "false",
-                    "--temp-dir", "/tmp/fishcam-ray"], check=True, capture_output=True, env=env)  # fmt: skip
+    subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)  # one left by an aborted run
+    started = subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--include-dashboard", "false",
+                              "--temp-dir", "/tmp/fishcam-ray"], capture_output=True, text=True, env=env)  # fmt: skip
+    assert started.returncode == 0, f"ray start failed: {started.stderr[-2000:]}"
     yield "auto"
     subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)

@@ -21,6 +21,7 @@ import cv2
 
 from fishcam.errors import SourceError
 from fishcam.sources.base import VIDEO_SUFFIXES, SourceStatus
+from fishcam.sources.ffmpeg import open_with_options
 from fishcam.types import Frame
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class VideoFileSource:
         check_readable(self.path)
         # Damage is reported once in the run summary, not as FFmpeg's line per broken packet.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-        self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        self._cap = open_with_options(None, lambda: cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG))
         if not self._cap.isOpened():
             hint = (
                 "" if self.path.suffix.lower() in VIDEO_SUFFIXES else f" (a {self.path.suffix or 'suffix-less'} file)"

@@ -32,6 +32,7 @@ import numpy as np
 from fishcam.config import LiveConfig
 from fishcam.errors import ConfigError, SourceError
 from fishcam.sources.base import SourceStatus
+from fishcam.sources.ffmpeg import open_with_options
 from fishcam.types import Frame
 
 log = logging.getLogger(__name__)
@@ -207,11 +208,7 @@ class LiveSource:
         if self._url.isdigit():
             cap = cv2.VideoCapture(int(self._url))
         else:
-            # FFmpeg reads its options from the environment when a capture opens.
             options = "|".join([f"rtsp_transport;{self.config.transport}", "analyzeduration;100000"])
-            # Written only when it changes: other cameras' threads may be reading it as they open.
-            if os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS") != options:
-                os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = options
             os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
             # Failures are reported once, in fishcam's words; not as OpenCV's own warnings.
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -219,7 +216,8 @@ class LiveSource:
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.config.open_timeout_s * 1000),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.config.read_timeout_s * 1000),
             ]  # fmt: skip
-            cap = cv2.VideoCapture(self._url, cv2.CAP_FFMPEG, params)
+            # For this open only: FFmpeg reads its options from the environment as a capture opens.
+            cap = open_with_options(options, lambda: cv2.VideoCapture(self._url, cv2.CAP_FFMPEG, params))
         if cap.isOpened():
             return cap
         cap.release()

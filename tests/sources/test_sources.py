@@ -195,6 +195,33 @@ def test_frames_after_damage_keep_their_number_and_time(tmp_path, suffix):
     assert any(f"{len(lost)} unreadable frames" in w and ranges in w for w in status.warnings), status.warnings
 
 
+
+def test_a_cameras_ffmpeg_options_do_not_leak_into_files(tmp_path, monkeypatch):
+    """A camera's FFmpeg options (a short probe) are set for its own open only: left in the
+    environment, they changed how a damaged file opened later in the process resynchronised,
+    and the frames after the damage were lost."""
+    from fishcam.config import LiveConfig
+    from fishcam.sources.live import LiveSource
+
+    monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)
+    seen = []
+    real = cv2.VideoCapture
+
+    def capture(*args):
+        seen.append(os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS"))
+        return real(*args)
+
+    monkeypatch.setattr(cv2, "VideoCapture", capture)
+    camera = LiveSource("rtsp://127.0.0.1:9/none", LiveConfig(open_timeout_s=0.5, read_timeout_s=0.5), connect=False)
+    assert camera._open() is None  # nothing listens there
+    assert seen and "analyzeduration" in seen[0]
+    assert "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ
+    clip = write_stamped(tmp_path / "clip.mkv")
+    at_risk = damage(clip, first_frame=75, length=16000)
+    frames = list(open_source(str(clip), SourceConfig()))
+    assert seen[-1] is None
+    assert [f.index for f in frames if f.index not in at_risk] == [i for i in range(150) if i not in at_risk]
+
 # ---- folders of images with unreadable ones ----------------------------------------------------
 
 
