@@ -228,3 +228,28 @@ def test_no_leftover_folder_when_models_are_missing(tmp_path):
     assert main(["run", str(SAMPLE), "--out", str(out), "--set", f"detector.weights={tmp_path / 'nope.pt'}"]) == 3
     assert not (tmp_path / "a").exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_out_in_a_folder_you_may_not_write(tmp_path):
+    """chmod 555 stops writes only without root's override: as root the CLI runs in a child that
+    keeps root's uid but not CAP_DAC_OVERRIDE (setpriv), as a user does."""
+    import shutil
+
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: chmod cannot stop a write here")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [*prefix, sys.executable, "-m", "fishcam", "run", str(SAMPLE), *COUNT_ONLY, "--out", str(locked / "run")],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        locked.chmod(0o755)
+    assert result.returncode == 6, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert "permission denied" in line and str(locked / "run") in line and "Traceback" not in result.stderr
