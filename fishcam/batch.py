@@ -5,13 +5,17 @@ skips what is finished. Failures are recorded and the batch goes on."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
+import signal
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -19,14 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from fishcam.config import Config, validate_config
-from fishcam.errors import ConfigError, FishcamError, OutputError
+from fishcam.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, ConfigError, FishcamError, OutputError, Terminated
 from fishcam.sinks.files import csv_text, output_problem, prepare_output_dir, write_atomic, write_json
+from fishcam.sinks.run_writer import COUNTS_NAME
 from fishcam.sources.base import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 DONE_NAME = "batch_done.json"
 FAILED_NAME = "batch_failed.json"
+REPORT_NAME = "batch_report.json"
 METADATA_COLUMNS = ("site", "date", "camera", "depth")
 
 
@@ -71,20 +77,12 @@ def discover(inputs: list[str]) -> Discovered:
 
 
 def _read_manifest(path: Path, bad_rows: list[dict[str, Any]]) -> list[Job]:
-    try:  # utf-8-sig: a manifest saved by Excel starts with a byte-order mark
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"manifest {path} is not UTF-8 text (byte {exc.start}): save it as CSV UTF-8 and run again"
-        ) from exc
-    except OSError as exc:
-        raise ConfigError(f"manifest {path} cannot be read: {exc.strerror or exc}") from exc
-    reader = csv.reader(text.splitlines())
-    header = [name.strip() for name in next(reader, [])]
+    rows = _manifest_rows(path)
+    header = [name.strip() for name in next(rows, (1, []))[1]]
     if "path" not in header:
         raise ConfigError(f"manifest {path} needs a 'path' column (and optionally {', '.join(METADATA_COLUMNS)})")
     jobs = []
-    for line, values in enumerate(reader, start=2):
+    for line, values in rows:
         if not any(v.strip() for v in values):
             continue  # a blank line
         why = None
@@ -105,6 +103,28 @@ def _read_manifest(path: Path, bad_rows: list[dict[str, Any]]) -> list[Job]:
     return jobs
 
 
+def _manifest_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Each CSV row of a manifest with the line it starts on, as an editor shows it."""
+    try:  # utf-8-sig: a manifest saved by Excel starts with a byte-order mark
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"manifest {path} is not UTF-8 text (byte {exc.start}): save it as CSV UTF-8 and run again"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"manifest {path} cannot be read: {exc.strerror or exc}") from exc
+    # A quoted value may hold a line break (a spreadsheet cell over two lines). Strict: a quote
+    # never closed is an error, not the rest of the file swallowed into one value.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    end = 0
+    try:
+        for values in reader:
+            yield end + 1, values
+            end = reader.line_num
+    except csv.Error as exc:
+        raise ConfigError(f"manifest {path}, line {end + 1}: not valid CSV ({exc}): is a quote not closed?") from exc
+
+
 def job_key(job: Job, config: Config) -> str:
     """Same input file (path, size, time) and same resolved config: same key, nothing to redo."""
     stat = job.video.stat() if job.video.exists() else None
@@ -115,10 +135,9 @@ def job_key(job: Job, config: Config) -> str:
 # ---- one worker process -------------------------------------------------------------------
 
 _components = None  # models, built once per worker process
-
-
 _load_error: Exception | None = None  # why this worker's models could not be built
 _components_key: str | None = None  # the config they were built for
+_stop = None  # a pool worker's event: the batch was interrupted, start no more videos
 
 
 def _config_key(config_data: dict[str, Any]) -> str:
@@ -140,9 +159,31 @@ def _worker_init(config_data: dict[str, Any]) -> None:
         _load_error = exc
 
 
+def _pool_worker_init(config_data: dict[str, Any], stop: Any) -> None:
+    """A pool worker: Ctrl-C reaches it only while it runs a video (an idle worker hit by it
+    would die with a traceback and break the pool), and it starts none once the batch stops."""
+    global _stop
+    _stop = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_init(config_data)
+
+
 def process(job: Job, config_data: dict[str, Any], out_dir: str) -> dict[str, Any]:
     """Run one video into its folder; the marker is written last, so a kill leaves none. Never
-    raises for one video's problem (an expected error or a bug): the result records it."""
+    raises for one video's problem (an expected error or a bug): the result records it. Ctrl-C
+    (or SIGTERM) is raised: an interrupted video is not done, and the batch stops."""
+    if _stop is None:
+        return _process(job, config_data, out_dir)
+    if _stop.is_set():
+        raise KeyboardInterrupt  # handed to this worker before the batch was interrupted
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _process(job, config_data, out_dir)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _process(job: Job, config_data: dict[str, Any], out_dir: str) -> dict[str, Any]:
     from fishcam.run import run
     from fishcam.sources import open_source
 
@@ -156,6 +197,10 @@ def process(job: Job, config_data: dict[str, Any], out_dir: str) -> dict[str, An
             raise _load_error
         source = open_source(str(job.video), config.source)
         code, summary = run(source, config, folder, _components)
+        if code == EXIT_INTERRUPTED:  # run() closed the video's outputs; it is not done
+            raise KeyboardInterrupt
+        if code == EXIT_TERMINATED:
+            raise Terminated
         result = {
             "video": str(job.video), "folder": str(folder), "key": key, "exit_code": code,
             "tracks": summary["tracks"], "metadata": job.metadata,
@@ -198,10 +243,11 @@ def run_batch(
     prepare_output_dir(out_dir)
     done, skipped, failed, todo = [], [], [], []
     for job in found.jobs:
-        marker = out_dir / job.name / DONE_NAME
-        previous = _read_marker(marker)
+        previous = _read_marker(out_dir / job.name / DONE_NAME)
         if previous is not None and previous.get("key") == job_key(job, config):
-            skipped.append(previous)
+            # The folder is the one the marker is in, whatever it says: a marker is data, and
+            # data does not choose what else on the disk is read (the batch may have moved, too).
+            skipped.append({**previous, "video": str(job.video), "folder": str(out_dir / job.name)})
         else:
             todo.append(job)
     log.info(
@@ -219,7 +265,7 @@ def run_batch(
             "bad_rows": found.bad_rows, "interrupted": interrupted,
             "not_processed": [str(j.video) for j in todo if str(j.video) not in finished],
         }  # fmt: skip
-        write_json(out_dir / "batch_report.json", state)
+        _write(out_dir / REPORT_NAME, json.dumps(state, indent=2, default=str) + "\n")
         return state
 
     try:
@@ -230,7 +276,10 @@ def run_batch(
         else:
             _run_in_processes(todo, data, out_dir, workers, results)
     except BaseException:  # Ctrl-C, SIGTERM: the report says what finished and what did not
-        report(interrupted=True)
+        try:
+            report(interrupted=True)
+        except OutputError as exc:  # the interruption is what to end with; this is one more line
+            log.error("%s", exc)
         raise
     for result in results:
         if "error" in result:
@@ -238,6 +287,14 @@ def run_batch(
     state = report()
     write_aggregates(out_dir, done + skipped)
     return state
+
+
+def _write(path: Path, text: str) -> None:
+    """A whole file or nothing; a failure is one OutputError line naming it (not its temporary name)."""
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise OutputError(output_problem(OSError(exc.errno, exc.strerror or str(exc)), path)) from exc
 
 
 def _read_marker(path: Path) -> dict[str, Any] | None:
@@ -255,8 +312,9 @@ def _run_in_processes(jobs: list[Job], data: dict[str, Any], out_dir: Path, work
     each in a fresh worker, so that the video that kills its worker is the one reported."""
     # Spawned, not forked: a fork of a process running torch or OpenVINO thread pools can crash.
     spawn = multiprocessing.get_context("spawn")
+    stop = spawn.Event()
     suspects = []
-    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init, initargs=(data,)) as pool:
+    with _pool(spawn, workers, data, stop) as pool, _stopping(pool, stop):
         futures = {pool.submit(process, job, data, str(out_dir)): job for job in jobs}
         for future in as_completed(futures):
             try:
@@ -267,12 +325,29 @@ def _run_in_processes(jobs: list[Job], data: dict[str, Any], out_dir: Path, work
                 job = futures[future]
                 results.append(_failed(job, out_dir / job.name, None, exc))
     for job in suspects:
-        with ProcessPoolExecutor(1, mp_context=spawn, initializer=_worker_init, initargs=(data,)) as alone:
+        with _pool(spawn, 1, data, stop) as alone, _stopping(alone, stop):
             try:
                 results.append(alone.submit(process, job, data, str(out_dir)).result())
             except BrokenProcessPool:
                 folder = out_dir / job.name
                 results.append(_failed(job, folder, None, "the worker process died while processing this video"))
+
+
+def _pool(spawn: Any, workers: int, data: dict[str, Any], stop: Any) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=spawn, initializer=_pool_worker_init, initargs=(data, stop))
+
+
+@contextlib.contextmanager
+def _stopping(pool: ProcessPoolExecutor, stop: Any) -> Iterator[None]:
+    """On Ctrl-C the videos not yet started are dropped and the workers start no other; those in
+    flight end as Ctrl-C ends them (a terminal sends it to the whole process group), and the
+    pool, once they have, lets the interrupt go on up."""
+    try:
+        yield
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
 
 
 def _run_on_ray(
@@ -322,13 +397,12 @@ def write_aggregates(out_dir: Path, finished: list[dict[str, Any]]) -> None:
     rows, by_site = [], defaultdict(lambda: {"unique": 0, "max_n": 0, "videos": 0})
     for result in sorted(finished, key=lambda r: r["video"]):
         meta = result.get("metadata", {})
-        counts = out_dir / Path(result["folder"]).name / "species_counts.csv"  # the batch may have moved
-        try:
-            text = counts.read_text(encoding="utf-8")
-        except OSError as exc:
-            log.warning("%s left out of the batch counts: %s", result["video"], exc.strerror or exc)
+        counts, problem = _read_counts(out_dir, Path(str(result["folder"])).name)
+        if problem:
+            log.warning("%s left out of the batch counts: %s (delete its %s to run it again)",
+                        result["video"], problem, DONE_NAME)  # fmt: skip
             continue
-        for count in csv.DictReader(text.splitlines()):
+        for count in counts:
             rows.append([result["video"], *(meta.get(c, "") for c in METADATA_COLUMNS), count["species"],
                          count["unique_tracks"], count["max_n"], count["max_n_time_s"]])  # fmt: skip
             group = by_site[(meta.get("site", ""), meta.get("date", ""), count["species"])]
@@ -336,7 +410,38 @@ def write_aggregates(out_dir: Path, finished: list[dict[str, Any]]) -> None:
             group["max_n"] = max(group["max_n"], int(count["max_n"]))
             group["videos"] += 1
     header = ["video", *METADATA_COLUMNS, "species", "unique_tracks", "max_n", "max_n_time_s"]
-    write_atomic(out_dir / "counts_by_video.csv", csv_text(header, rows))
+    _write(out_dir / "counts_by_video.csv", csv_text(header, rows))
     site_rows = [[s, d, sp, g["videos"], g["unique"], g["max_n"]] for (s, d, sp), g in sorted(by_site.items())]
     site_header = ["site", "date", "species", "videos", "unique_tracks", "max_n_per_video"]
-    write_atomic(out_dir / "counts_by_site_date.csv", csv_text(site_header, site_rows))
+    _write(out_dir / "counts_by_site_date.csv", csv_text(site_header, site_rows))
+
+
+def _read_counts(out_dir: Path, folder: str) -> tuple[list[dict[str, str]], str | None]:
+    """A finished video's species counts (its folder taken inside the batch: the batch may have
+    moved), or what is wrong with them (missing, damaged)."""
+    if folder in ("", ".", ".."):
+        return [], f"its folder {folder!r} is not inside the batch"
+    path = out_dir / folder / COUNTS_NAME
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+    except OSError as exc:
+        return [], f"{path}: {exc.strerror or exc}"
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return [], f"{path}: {exc}"
+    for line, row in enumerate(rows, start=2):
+        for name in ("species", "unique_tracks", "max_n", "max_n_time_s"):
+            value = row.get(name)
+            if value is None:
+                return [], f"{path}, line {line}: no {name}"
+            if name in ("unique_tracks", "max_n") and not _whole_number(value):
+                return [], f"{path}, line {line}: {name} is {value!r}, not a whole number"
+    return rows, None
+
+
+def _whole_number(text: str) -> bool:
+    try:
+        return int(text) >= 0
+    except ValueError:
+        return False
