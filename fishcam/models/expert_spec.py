@@ -105,7 +105,8 @@ def read_manifest(path: Path) -> ExpertSpec:
     labels = data.get("labels")
     if labels is None and "labels_file" in data:
         labels_path = _relative(path, data["labels_file"])
-        labels = [line.strip() for line in Path(labels_path).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        text = Path(labels_path).read_text(encoding="utf-8-sig")  # -sig: no BOM in the first label
+        labels = [line.strip() for line in text.splitlines() if line.strip()]
     if not labels:
         raise ModelError(f"expert manifest {path}: give 'labels' or 'labels_file'")
     pre = dict(data.get("preprocess") or {})
