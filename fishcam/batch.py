@@ -5,6 +5,7 @@ skips what is finished. Failures are recorded and the batch goes on."""
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import csv
 import glob
@@ -14,9 +15,10 @@ import json
 import logging
 import multiprocessing
 import signal
+import threading
 from collections import defaultdict
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +140,7 @@ _components = None  # models, built once per worker process
 _load_error: Exception | None = None  # why this worker's models could not be built
 _components_key: str | None = None  # the config they were built for
 _stop = None  # a pool worker's event: the batch was interrupted, start no more videos
+_interrupted = False  # this pool worker's video has had its Ctrl-C
 
 
 def _config_key(config_data: dict[str, Any]) -> str:
@@ -161,23 +164,41 @@ def _worker_init(config_data: dict[str, Any]) -> None:
 
 def _pool_worker_init(config_data: dict[str, Any], stop: Any) -> None:
     """A pool worker: Ctrl-C reaches it only while it runs a video (an idle worker hit by it
-    would die with a traceback and break the pool), and it starts none once the batch stops."""
+    would die with a traceback and break the pool); once the batch stops, the video it runs is
+    interrupted as by Ctrl-C (also when only the main process got one) and it starts no other."""
     global _stop
     _stop = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_interrupt_when_stopped, name="batch-stop", daemon=True).start()
     _worker_init(config_data)
+
+
+def _interrupt_when_stopped() -> None:
+    _stop.wait()
+    _thread.interrupt_main()  # a no-op while SIGINT is ignored: between videos
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C in a pool worker's video, once: a second (the terminal's and the batch's own)
+    must not break off run() while it closes the video's outputs."""
+    global _interrupted
+    if not _interrupted:
+        _interrupted = True
+        raise KeyboardInterrupt
 
 
 def process(job: Job, config_data: dict[str, Any], out_dir: str) -> dict[str, Any]:
     """Run one video into its folder; the marker is written last, so a kill leaves none. Never
     raises for one video's problem (an expected error or a bug): the result records it. Ctrl-C
     (or SIGTERM) is raised: an interrupted video is not done, and the batch stops."""
+    global _interrupted
     if _stop is None:
         return _process(job, config_data, out_dir)
-    if _stop.is_set():
-        raise KeyboardInterrupt  # handed to this worker before the batch was interrupted
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _interrupted = False
+    signal.signal(signal.SIGINT, _on_interrupt)  # before the check: a stop from now on interrupts
     try:
+        if _stop.is_set():
+            raise KeyboardInterrupt  # handed to this worker before the batch was interrupted
         return _process(job, config_data, out_dir)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -243,11 +264,9 @@ def run_batch(
     prepare_output_dir(out_dir)
     done, skipped, failed, todo = [], [], [], []
     for job in found.jobs:
-        previous = _read_marker(out_dir / job.name / DONE_NAME)
-        if previous is not None and previous.get("key") == job_key(job, config):
-            # The folder is the one the marker is in, whatever it says: a marker is data, and
-            # data does not choose what else on the disk is read (the batch may have moved, too).
-            skipped.append({**previous, "video": str(job.video), "folder": str(out_dir / job.name)})
+        previous = _done_before(job, config, out_dir)
+        if previous is not None:
+            skipped.append(previous)
         else:
             todo.append(job)
     log.info(
@@ -276,6 +295,9 @@ def run_batch(
         else:
             _run_in_processes(todo, data, out_dir, workers, results)
     except BaseException:  # Ctrl-C, SIGTERM: the report says what finished and what did not
+        known = {r["video"] for r in results}
+        # A video may have finished as the interrupt came, its result never read: its marker says.
+        results.extend(r for j in todo if str(j.video) not in known and (r := _done_before(j, config, out_dir)))
         try:
             report(interrupted=True)
         except OutputError as exc:  # the interruption is what to end with; this is one more line
@@ -297,6 +319,16 @@ def _write(path: Path, text: str) -> None:
         raise OutputError(output_problem(OSError(exc.errno, exc.strerror or str(exc)), path)) from exc
 
 
+def _done_before(job: Job, config: Config, out_dir: Path) -> dict[str, Any] | None:
+    """The record of a video finished with this config, from its marker; None if it is not."""
+    previous = _read_marker(out_dir / job.name / DONE_NAME)
+    if previous is None or previous.get("key") != job_key(job, config):
+        return None
+    # The folder is the one the marker is in, whatever it says: a marker is data, and data does
+    # not choose what else on the disk is read (the batch may have moved, too).
+    return {**previous, "video": str(job.video), "folder": str(out_dir / job.name)}
+
+
 def _read_marker(path: Path) -> dict[str, Any] | None:
     """A finished video's marker, or None (absent, or damaged: the video is done again)."""
     try:
@@ -314,20 +346,23 @@ def _run_in_processes(jobs: list[Job], data: dict[str, Any], out_dir: Path, work
     spawn = multiprocessing.get_context("spawn")
     stop = spawn.Event()
     suspects = []
-    with _pool(spawn, workers, data, stop) as pool, _stopping(pool, stop):
+    with _pool(spawn, workers, data, stop) as pool:
         futures = {pool.submit(process, job, data, str(out_dir)): job for job in jobs}
-        for future in as_completed(futures):
-            try:
-                results.append(future.result())
-            except BrokenProcessPool:
-                suspects.append(futures[future])
-            except Exception as exc:  # the result could not come back (it did not pickle, say)
-                job = futures[future]
-                results.append(_failed(job, out_dir / job.name, None, exc))
+        with _stopping(futures, stop):
+            for future in as_completed(futures):
+                try:
+                    results.append(future.result())
+                except BrokenProcessPool:
+                    suspects.append(futures[future])
+                except Exception as exc:  # the result could not come back (it did not pickle, say)
+                    job = futures[future]
+                    results.append(_failed(job, out_dir / job.name, None, exc))
     for job in suspects:
-        with _pool(spawn, 1, data, stop) as alone, _stopping(alone, stop):
+        with _pool(spawn, 1, data, stop) as alone:
+            future = alone.submit(process, job, data, str(out_dir))
             try:
-                results.append(alone.submit(process, job, data, str(out_dir)).result())
+                with _stopping([future], stop):
+                    results.append(future.result())
             except BrokenProcessPool:
                 folder = out_dir / job.name
                 results.append(_failed(job, folder, None, "the worker process died while processing this video"))
@@ -338,15 +373,19 @@ def _pool(spawn: Any, workers: int, data: dict[str, Any], stop: Any) -> ProcessP
 
 
 @contextlib.contextmanager
-def _stopping(pool: ProcessPoolExecutor, stop: Any) -> Iterator[None]:
-    """On Ctrl-C the videos not yet started are dropped and the workers start no other; those in
-    flight end as Ctrl-C ends them (a terminal sends it to the whole process group), and the
-    pool, once they have, lets the interrupt go on up."""
+def _stopping(futures: Iterable[Future], stop: Any) -> Iterator[None]:
+    """On Ctrl-C the videos not yet started are dropped, and those in flight are interrupted
+    (the workers watch ``stop``); the pool's exit then waits for them to close their outputs.
+    Cancelled here, not by ``shutdown(cancel_futures=True)``: its manager thread can miss the
+    cancellation and wait for ever on videos it will never send."""
     try:
         yield
+    except BrokenProcessPool:
+        raise  # a worker died: its video is failed, the batch goes on
     except BaseException:
         stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
+        for future in futures:
+            future.cancel()
         raise
 
 

@@ -149,9 +149,16 @@ def running(out) -> bool:
     return False
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_ctrl_c_stops_the_batch_and_marks_no_interrupted_video_done(tmp_path, workers):
-    """A real SIGINT to the batch's process group, as a terminal's Ctrl-C sends it."""
+def status_of(folder) -> str:
+    """What a run folder's summary says; "not started" for one interrupted before its first output."""
+    summary = folder / "summary.json"
+    return json.loads(summary.read_text())["status"] if summary.exists() else "not started"
+
+
+@pytest.mark.parametrize(("workers", "to"), [(1, "group"), (2, "group"), (2, "main")])
+def test_ctrl_c_stops_the_batch_and_marks_no_interrupted_video_done(tmp_path, workers, to):
+    """A real SIGINT to the batch's process group, as a terminal's Ctrl-C sends it, or to the
+    main process only (``kill -INT``): the videos in flight are interrupted either way."""
     videos = copies(tmp_path / "videos", 8)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "fishcam", "batch", str(videos), "--out", str(out), "--workers", str(workers),
@@ -160,7 +167,7 @@ def test_ctrl_c_stops_the_batch_and_marks_no_interrupted_video_done(tmp_path, wo
     proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: list(out.glob("*/batch_done.json")))
     wait_for(lambda: running(out))  # Ctrl-C in the middle of a video, not between two
-    os.killpg(proc.pid, signal.SIGINT)
+    (os.killpg if to == "group" else os.kill)(proc.pid, signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -175,9 +182,12 @@ def test_ctrl_c_stops_the_batch_and_marks_no_interrupted_video_done(tmp_path, wo
     assert marked == {r["video"] for r in data["done"]} and 1 <= len(marked) < 8, err
     assert len(data["not_processed"]) == 8 - len(marked)
     assert all(json.loads(m.read_text())["exit_code"] == 0 for m in out.glob("*/batch_done.json"))
+    # The video in flight was stopped, not run to its end, and only finished videos are marked.
+    folders = {p: status_of(p) for p in out.iterdir() if p.is_dir()}
+    assert set(folders.values()) - {"finished"}, folders
+    assert all((p / "batch_done.json").exists() == (status == "finished") for p, status in folders.items()), folders
     # The same command finishes the rest; nothing counted twice, nothing left interrupted.
     assert main(["batch", str(videos), "--out", str(out), *COUNT_ONLY]) == 0
     final = report(out)
     assert len(final["skipped"]) == len(marked) and len(final["done"]) == 8 - len(marked)
-    statuses = {json.loads((p / "summary.json").read_text())["status"] for p in out.iterdir() if p.is_dir()}
-    assert statuses == {"finished"}
+    assert {status_of(p) for p in out.iterdir() if p.is_dir()} == {"finished"}
