@@ -231,6 +231,7 @@ def _cmd_run_cameras(args: argparse.Namespace, config) -> int:
 def _cmd_batch(args: argparse.Namespace, config) -> int:
     from fishcam.batch import run_batch
 
+    _terminate_on_sigterm()  # SIGTERM stops a batch as Ctrl-C does: the report is written
     report = run_batch(args.inputs, config, args.out, workers=args.workers, ray_address=args.ray)
     log.info(
         "%d videos: %d done, %d skipped (already done), %d failed, %d bad manifest rows; report in %s",
