@@ -19,6 +19,7 @@ from fishcam.errors import (
     ConfigError,
     FishcamError,
     OutputError,
+    SourceError,
     Terminated,
 )
 from fishcam.sinks import EXPORT_FORMATS
@@ -272,8 +273,13 @@ def _camtrap_options(args: argparse.Namespace, runs: list) -> dict:
     taxa_path = args.taxa
     if taxa_path is None:  # the species list the run's fallback used names species scientifically
         config_file = runs[0].folder / "config.yaml"
-        saved = (yaml.safe_load(config_file.read_text()) if config_file.is_file() else None) or {}
-        listed = ((saved.get("classify") or {}).get("fallback") or {}).get("species_list")
+        try:
+            saved = (yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else None) or {}
+            listed = ((saved.get("classify") or {}).get("fallback") or {}).get("species_list")
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as exc:
+            raise SourceError(
+                f"{config_file} is damaged ({str(exc).splitlines()[0]}): give the species list with --taxa"
+            ) from exc
         taxa_path = Path(listed) if listed and Path(listed).is_file() else None
     defaults = {"latitude": args.latitude, "longitude": args.longitude, "start": args.start, "site": args.site,
                 "depth": args.depth}  # fmt: skip

@@ -201,3 +201,14 @@ def test_export_file_names_come_from_a_safe_name(tmp_path):
     out = tmp_path / "exports"
     assert main(["export", str(run), "--format", "viame", "--out", str(out)]) == 0
     assert [p.name for p in out.iterdir()] == ["escaped_name.viame.csv"]
+
+
+def test_camtrap_export_of_a_run_whose_config_is_damaged_is_one_line(finished_batch, tmp_path, capsys):
+    capsys.readouterr()
+    run = next(p for p in finished_batch.iterdir() if p.is_dir())
+    (run / "config.yaml").write_text("classify: [unclosed\n")
+    code = main(["export", str(run), "--format", "camtrap-dp", "--out", str(tmp_path / "x"),
+                 "--latitude", "-16.86", "--longitude", "145.87", "--start", "2026-05-01T09:30:00+10:00"])  # fmt: skip
+    assert code == 3
+    line = one_error_line(capsys)
+    assert "config.yaml is damaged" in line and "--taxa" in line
