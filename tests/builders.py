@@ -205,3 +205,16 @@ def write_tagged_video(path: Path, creation_time: str, frames: int = 5, size=(64
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def one_error_line(capsys) -> str:
+    """The single ``fishcam: ERROR`` line a fault must give, with no traceback anywhere."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "ERROR" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def batch_report(out: Path) -> dict:
+    return json.loads((out / "batch_report.json").read_text())

@@ -52,3 +52,15 @@ def ray_cluster():
     assert started.returncode == 0, f"ray start failed: {started.stderr[-2000:]}"
     yield "auto"
     subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)
+
+
+@pytest.fixture
+def videos(tmp_path) -> Path:
+    """A folder of three copies of the fixed-camera sample, for batches."""
+    import shutil
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        shutil.copyfile(builders.SAMPLES / "fixed_sample.mp4", folder / name)
+    return folder

@@ -1,14 +1,12 @@
 """`fishcam batch`: local workers, failures recorded, resumable, aggregates by site and date."""
 
 import csv
-import json
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
-from builders import SAMPLES
+from builders import batch_report as report
 
 from fishcam.cli import main
 
@@ -18,17 +16,10 @@ COUNT_ONLY = ["--config", "configs/count-only.yaml", "--set", "render.video=fals
 
 
 @pytest.fixture
-def videos(tmp_path):
-    folder = tmp_path / "videos"
-    folder.mkdir()
-    for name in ("a.mp4", "b.mp4", "c.mp4"):
-        shutil.copyfile(SAMPLES / "fixed_sample.mp4", folder / name)
-    (folder / "broken.mp4").write_text("not a video at all")
-    return folder
-
-
-def report(out):
-    return json.loads((out / "batch_report.json").read_text())
+def videos(videos):
+    """Three copies of the fixed-camera sample (tests/conftest.py) and a file that is no video."""
+    (videos / "broken.mp4").write_text("not a video at all")
+    return videos
 
 
 def tracks_of(result):

@@ -10,7 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from builders import ROOT, SAMPLES
+from builders import ROOT, SAMPLES, one_error_line
+from builders import batch_report as report
 
 import fishcam.sources
 from fishcam.cli import main
@@ -19,27 +20,6 @@ pytestmark = pytest.mark.slow
 
 COUNT_ONLY = ["--config", "configs/count-only.yaml", "--set", "render.video=false",
               "--set", "source.max_frames=40", "-q"]  # fmt: skip
-
-
-@pytest.fixture
-def videos(tmp_path):
-    folder = tmp_path / "videos"
-    folder.mkdir()
-    for name in ("a.mp4", "b.mp4", "c.mp4"):
-        shutil.copyfile(SAMPLES / "fixed_sample.mp4", folder / name)
-    return folder
-
-
-def report(out):
-    return json.loads((out / "batch_report.json").read_text())
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if "ERROR" in line]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_bad_manifest_rows_are_recorded_and_the_rest_go_on(videos, tmp_path, capsys):

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from builders import ROOT, SAMPLES
+from builders import batch_report as report
 
 from fishcam.cli import main
 
@@ -27,10 +28,6 @@ def copies(folder, count):
     for n in range(count):
         shutil.copyfile(SAMPLES / "fixed_sample.mp4", folder / f"v{n}.mp4")
     return folder
-
-
-def report(out):
-    return json.loads((out / "batch_report.json").read_text())
 
 
 def counted_videos(out):

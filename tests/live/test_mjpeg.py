@@ -27,29 +27,14 @@ def mjpeg_url():
         frames.append(cv2.imencode(".jpg", image)[1].tobytes())
     stop = threading.Event()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            index = 0
-            try:
-                while not stop.is_set():
-                    jpeg = frames[index % len(frames)]
-                    header = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                    self.wfile.write(header.encode() + jpeg + b"\r\n")
-                    index += 1
-                    time.sleep(0.04)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+    def stream(connection: int):
+        index = 0
+        while not stop.is_set():
+            yield frames[index % len(frames)], 0.04
+            index += 1
 
-        def log_message(self, *args):
-            pass
-
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
+    server, url = serve_mjpeg(stream)
+    yield url
     stop.set()
     server.shutdown()
 
@@ -69,30 +54,14 @@ def test_a_camera_that_resends_its_last_picture_is_stalled(tmp_path):
     jpegs = [cv2.imencode(".jpg", capture.read()[1])[1].tobytes() for _ in range(40)]
     connections = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            connections.append(time.monotonic())
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.end_headers()
-            try:
-                for index in range(200):
-                    fresh = len(connections) > 1 or index < 25
-                    jpeg = jpegs[index % len(jpegs)] if fresh else jpegs[24]
-                    header = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                    self.wfile.write(header.encode() + jpeg + b"\r\n")
-                    time.sleep(0.04 if fresh else 1.0)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+    def stream(connection: int):
+        connections.append(time.monotonic())
+        for index in range(200):
+            fresh = connection > 0 or index < 25
+            yield (jpegs[index % len(jpegs)] if fresh else jpegs[24]), (0.04 if fresh else 1.0)
 
-        def log_message(self, *args):
-            pass
-
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url = serve_mjpeg(stream)
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
         source = open_source(
             url, load_config(None, []).source.model_copy(update={"live": LiveConfig(read_timeout_s=2)})
         )
@@ -107,6 +76,33 @@ def test_a_camera_that_resends_its_last_picture_is_stalled(tmp_path):
         server.shutdown()
     assert source.health.outages == 1 and source.health.stale >= 1 and segments == {0, 1}
     assert len(connections) == 2 and 2.5 < connections[1] - connections[0] < 5
+
+
+def serve_mjpeg(stream):
+    """A real HTTP server on 127.0.0.1 sending ``multipart/x-mixed-replace`` JPEGs: for the n-th
+    connection, the (jpeg, pause in seconds) pairs of ``stream(n)``."""
+    count = iter(range(1_000_000))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for jpeg, pause in stream(next(count)):
+                    header = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                    self.wfile.write(header.encode() + jpeg + b"\r\n")
+                    time.sleep(pause)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
 
 
 def _motion(config):

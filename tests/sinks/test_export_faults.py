@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from builders import SAMPLES
+from builders import SAMPLES, one_error_line
 
 from fishcam.cli import main
 
@@ -33,14 +33,6 @@ def run(finished_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(finished_run, copy)
     return copy
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if "ERROR" in line]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def replace_in_row(path, row: int, column: str, value: str) -> None:

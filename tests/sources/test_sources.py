@@ -195,7 +195,6 @@ def test_frames_after_damage_keep_their_number_and_time(tmp_path, suffix):
     assert any(f"{len(lost)} unreadable frames" in w and ranges in w for w in status.warnings), status.warnings
 
 
-
 def test_a_cameras_ffmpeg_options_do_not_leak_into_files(tmp_path, monkeypatch):
     """A camera's FFmpeg options (a short probe) are set for its own open only: left in the
     environment, they changed how a damaged file opened later in the process resynchronised,
@@ -221,6 +220,7 @@ def test_a_cameras_ffmpeg_options_do_not_leak_into_files(tmp_path, monkeypatch):
     frames = list(open_source(str(clip), SourceConfig()))
     assert seen[-1] is None
     assert [f.index for f in frames if f.index not in at_risk] == [i for i in range(150) if i not in at_risk]
+
 
 # ---- folders of images with unreadable ones ----------------------------------------------------
 
