@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fishcam.batch import run_batch
+from fishcam.app.batch import run_batch
 from fishcam.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

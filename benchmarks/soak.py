@@ -47,8 +47,8 @@ def main() -> None:
     import builders
     from conftest import RtspServer
 
+    from fishcam.app.run import build_components, run
     from fishcam.config import load_config
-    from fishcam.run import build_components, run
     from fishcam.sources.live import LiveSource
 
     models = Path(tempfile.mkdtemp(prefix="fishcam-soak-"))

@@ -160,8 +160,8 @@ def run_naive(clip: Path, args: argparse.Namespace) -> dict:
 def run_fishcam(clip: Path, args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:
     import tempfile
 
+    from fishcam.app.run import build_components, run
     from fishcam.config import load_config
-    from fishcam.run import build_components, run
     from fishcam.sources import open_source
 
     config = load_config(

@@ -1,5 +1,5 @@
 import sys
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 
 sys.exit(main())

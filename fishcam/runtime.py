@@ -1,5 +1,5 @@
 """Process set-up: environment, threads and telemetry off, once per process before the heavy
-libraries are imported. Called by ``fishcam.cli.main()`` and by every process that fishcam
+libraries are imported. Called by ``fishcam.app.cli.main()`` and by every process that fishcam
 starts to do work (batch workers, Ray actors). Nothing here runs at import.
 
 What each library would otherwise send (found in their sources and with the network watched,

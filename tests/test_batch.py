@@ -8,7 +8,7 @@ import time
 import pytest
 from builders import batch_report as report
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 
 pytestmark = pytest.mark.slow
 

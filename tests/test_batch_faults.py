@@ -14,7 +14,7 @@ from builders import ROOT, SAMPLES, one_error_line
 from builders import batch_report as report
 
 import fishcam.sources
-from fishcam.cli import main
+from fishcam.app.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +87,7 @@ def test_a_worker_that_dies_fails_its_video_only(videos, tmp_path):
         textwrap.dedent("""
         import os
         if os.environ.get("FISHCAM_TEST_DIE_ON"):
-            import fishcam.batch as batch
+            import fishcam.app.batch as batch
             real = batch.process
             def process(job, data, out_dir):
                 if job.video.name == os.environ["FISHCAM_TEST_DIE_ON"]:

@@ -15,7 +15,7 @@ import pytest
 from builders import ROOT, SAMPLES
 from builders import batch_report as report
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 
 pytestmark = pytest.mark.slow
 

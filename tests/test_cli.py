@@ -9,7 +9,7 @@ import pytest
 import torch
 from builders import REAL_FISH, SAMPLES, write_efficientnet_manifest
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 
 SAMPLE = SAMPLES / "fixed_sample.mp4"
 COUNT_ONLY = ["--config", "configs/count-only.yaml"]
@@ -24,7 +24,7 @@ def test_help_is_instant_and_module_entry_point_works():
     result = subprocess.run([sys.executable, "-m", "fishcam", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "classify" in result.stdout
     # Importing the CLI pulls in no model library.
-    probe = "import sys, fishcam.cli; print(any(m in sys.modules for m in ('torch', 'ultralytics', 'open_clip')))"
+    probe = "import sys, fishcam.app.cli; print(any(m in sys.modules for m in ('torch', 'ultralytics', 'open_clip')))"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
 
 

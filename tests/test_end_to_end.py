@@ -10,7 +10,7 @@ import pytest
 import yaml
 from builders import SAMPLES, TEST_DETECTOR, sample_meta
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 from fishcam.config import validate_config
 from fishcam.models.hub import sha256_file
 

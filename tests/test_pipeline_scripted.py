@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from builders import ColourModel, colour_scene
 
+import fishcam.app.run
 import fishcam.pipeline
-import fishcam.run
+from fishcam.app.run import Components, run
 from fishcam.classify.caller import SpeciesCaller
 from fishcam.classify.ledger import LookPolicy
 from fishcam.config import load_config
 from fishcam.detect.scripted import ScriptedDetector
-from fishcam.run import Components, run
 from fishcam.sources.arrays import ArraySource
 
 RED, GREEN, BLUE = (0, 0, 255), (0, 255, 0), (255, 0, 0)
@@ -74,8 +74,8 @@ def test_counts_and_max_n_are_exact(scripted_run):
 def test_expert_threshold_comes_from_the_manifest_unless_set(tmp_path, convnext_checkpoint):
     import json
 
+    from fishcam.app.run import build_caller
     from fishcam.models.expert_spec import PUBLISHED_LABELS
-    from fishcam.run import build_caller
 
     manifest = tmp_path / "expert.json"
     manifest.write_text(json.dumps({
@@ -112,9 +112,9 @@ def run_scene(out, lag, seed):
     fallback = ColourModel(["Pterois volitans", "Gadus morhua"], {GREEN: [0.8, 0.2], BLUE: [0.45, 0.55]})
     caller = SpeciesCaller(expert, fallback, expert_threshold=0.7, fallback_threshold=0.6)
     config = load_config(None, ["render.video=false", "classify.policy.min_gap_frames=4"])
-    settings = fishcam.run.LoopSettings
+    settings = fishcam.app.run.LoopSettings
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fishcam.run, "LoopSettings", lambda **kw: settings(**{**kw, "answer_lag_frames": lag}))
+        patch.setattr(fishcam.app.run, "LoopSettings", lambda **kw: settings(**{**kw, "answer_lag_frames": lag}))
         code, summary = run(ArraySource(images, fps=10.0), config, out, Components(ScriptedDetector(script), caller))
     assert code == 0
     return summary, expert

@@ -5,11 +5,11 @@ import time
 import numpy as np
 from builders import ColourModel, colour_scene
 
+from fishcam.app.run import Components, run
 from fishcam.classify.caller import SpeciesCaller
 from fishcam.classify.worker import ModelWorker
 from fishcam.config import load_config
 from fishcam.detect.scripted import ScriptedDetector
-from fishcam.run import Components, run
 from fishcam.sources.arrays import ArraySource
 
 RED, GREEN = (0, 0, 255), (0, 255, 0)

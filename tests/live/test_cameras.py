@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from builders import SAMPLES, TEST_DETECTOR, ColourModel
 
-from fishcam.cameras import camera_name, parse_cameras
+from fishcam.app.cameras import camera_name, parse_cameras
+from fishcam.app.cli import main
+from fishcam.app.run import Components, build_components, components_sharing_models, run
 from fishcam.classify.caller import SpeciesCaller
-from fishcam.cli import main
 from fishcam.config import load_config
 from fishcam.detect.scripted import ScriptedDetector
 from fishcam.errors import ConfigError, Terminated
 from fishcam.pipeline import Stop
-from fishcam.run import Components, build_components, components_sharing_models, run
 from fishcam.sources.base import SourceStatus
 from fishcam.types import Frame
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from builders import TEST_DETECTOR, read_ground_truth
 
+from fishcam.app.run import Components, run
 from fishcam.config import LiveConfig, load_config
 from fishcam.errors import SourceError
-from fishcam.run import Components, run
 from fishcam.sources.live import LiveSource, expand_secrets, mask_url
 from fishcam.types import Detections
 

@@ -9,8 +9,8 @@ import cv2
 import pytest
 from builders import SAMPLES
 
+from fishcam.app.run import Components, run
 from fishcam.config import LiveConfig, load_config
-from fishcam.run import Components, run
 from fishcam.sources import open_source
 
 pytestmark = pytest.mark.live

@@ -70,7 +70,7 @@ def test_fast_settings_name_the_same_species_per_track_as_torch_fp32(tmp_path):
 
     from builders import TEST_DETECTOR
 
-    from fishcam.cli import main
+    from fishcam.app.cli import main
 
     manifest = write_efficientnet_manifest(tmp_path)
     species = {}

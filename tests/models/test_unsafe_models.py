@@ -12,7 +12,7 @@ import pytest
 import torch
 from builders import save_model_card_checkpoint, save_tiny_open_clip
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 from fishcam.errors import ModelError, UnsafeCheckpointError
 from fishcam.models.checkpoint import check_ultralytics_checkpoint
 

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from builders import ROOT, SAMPLES, TEST_DETECTOR, write_efficientnet_manifest, write_tagged_video
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 
 pytestmark = pytest.mark.slow
 

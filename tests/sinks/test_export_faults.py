@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from builders import SAMPLES, one_error_line
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import motmetrics as mm
 import pytest
 from builders import SAMPLES, TEST_DETECTOR
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 
 pytestmark = pytest.mark.slow
 

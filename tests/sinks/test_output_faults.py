@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from builders import SAMPLES
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 
 SAMPLE = SAMPLES / "fixed_sample.mp4"
 COUNT_ONLY = ["--config", "configs/count-only.yaml"]
@@ -169,9 +169,9 @@ def test_interrupted_and_finished_runs_say_so(tmp_path, capsys):
 
 def test_an_unexpected_error_is_recorded_as_failed(tmp_path, monkeypatch):
     """A bug mid-run: the error is raised, and the folder says the run failed and why."""
+    from fishcam.app.run import build_components, run
     from fishcam.config import load_config
     from fishcam.detect.motion import MotionDetector
-    from fishcam.run import build_components, run
     from fishcam.sources import open_source
 
     config = load_config(ROOT / "configs" / "count-only.yaml", [])

@@ -8,7 +8,7 @@ import pytest
 from builders import SAMPLES
 from fish_dataset import backgrounds, composite
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 from fishcam.errors import ConfigError, DatasetError, MissingModelError, TrainingError
 from fishcam.train import balance
 from fishcam.train.config import DataConfig, RembgConfig, TrainConfig, load_train_config

@@ -15,7 +15,7 @@ from builders import SAMPLES
 from conftest import effnet_config
 from fish_dataset import make_dataset
 
-from fishcam.cli import main
+from fishcam.app.cli import main
 from fishcam.models.expert_spec import read_manifest
 from fishcam.train.trainer import train
 

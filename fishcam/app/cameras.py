@@ -1,5 +1,5 @@
 """Several live cameras in one ``fishcam run``: one thread per camera, each with its own source,
-detector, tracker, counts and output folder (``OUT/<name>/``, written by :func:`fishcam.run.run`
+detector, tracker, counts and output folder (``OUT/<name>/``, written by :func:`fishcam.app.run.run`
 exactly as a single run writes), the species models loaded once and shared.
 
 A camera that cannot be opened fails alone. Ctrl-C and SIGTERM arrive in the main thread, which
@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fishcam.app.run import Components, components_sharing_models, run
 from fishcam.config import Config
 from fishcam.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, ConfigError, FishcamError, Terminated
 from fishcam.pipeline import Stop
-from fishcam.run import Components, components_sharing_models, run
 from fishcam.sinks.files import write_json
 from fishcam.sinks.run_writer import SUMMARY_NAME
 from fishcam.sources.live import LiveSource, expand_secrets, is_live, mask_url

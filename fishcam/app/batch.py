@@ -152,7 +152,7 @@ def _worker_init(config_data: dict[str, Any]) -> None:
     that dies in its initializer breaks the whole pool; this one reports it for each video."""
     global _components, _load_error, _components_key
     from fishcam import runtime
-    from fishcam.run import build_components
+    from fishcam.app.run import build_components
 
     runtime.setup()  # a spawned worker or Ray actor does not inherit the in-process part
     _components, _load_error, _components_key = None, None, _config_key(config_data)
@@ -205,7 +205,7 @@ def process(job: Job, config_data: dict[str, Any], out_dir: str) -> dict[str, An
 
 
 def _process(job: Job, config_data: dict[str, Any], out_dir: str) -> dict[str, Any]:
-    from fishcam.run import run
+    from fishcam.app.run import run
     from fishcam.sources import open_source
 
     config = validate_config(config_data)

@@ -23,7 +23,7 @@ def classify_images(paths: list[Path], config: Config) -> list[dict[str, Any]]:
         if image is None:
             raise SourceError(f"{path} is not an image OpenCV can read")
         images.append(image)
-    from fishcam.run import build_caller, check_models
+    from fishcam.app.run import build_caller, check_models
 
     config = config.model_copy(deep=True)
     config.detector.kind = "motion"  # classify needs no detector

@@ -190,9 +190,9 @@ class _JsonFormatter(logging.Formatter):
 def _cmd_run(args: argparse.Namespace, config) -> int:
     if len(args.source) > 1:
         return _cmd_run_cameras(args, config)
-    from fishcam.cameras import split_name
+    from fishcam.app.cameras import split_name
+    from fishcam.app.run import build_components, run
     from fishcam.progress import RunProgress
-    from fishcam.run import build_components, run
     from fishcam.sinks.files import prepare_output_dir
     from fishcam.sources import open_source
     from fishcam.sources.live import is_live
@@ -215,9 +215,9 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
 
 
 def _cmd_run_cameras(args: argparse.Namespace, config) -> int:
-    """Several live cameras at once, one thread each, into OUT/<name>/ (see fishcam.cameras)."""
-    from fishcam.cameras import parse_cameras, run_cameras
-    from fishcam.run import build_components
+    """Several live cameras at once, one thread each, into OUT/<name>/ (see fishcam.app.cameras)."""
+    from fishcam.app.cameras import parse_cameras, run_cameras
+    from fishcam.app.run import build_components
     from fishcam.sinks.files import prepare_output_dir
 
     cameras = parse_cameras(args.source)  # a wrong source list is reported before model loading
@@ -230,7 +230,7 @@ def _cmd_run_cameras(args: argparse.Namespace, config) -> int:
 
 
 def _cmd_batch(args: argparse.Namespace, config) -> int:
-    from fishcam.batch import run_batch
+    from fishcam.app.batch import run_batch
 
     _terminate_on_sigterm()  # SIGTERM stops a batch as Ctrl-C does: the report is written
     report = run_batch(args.inputs, config, args.out, workers=args.workers, ray_address=args.ray)
@@ -330,7 +330,7 @@ def _print_run_result(out_dir: Path, summary: dict, quiet: bool) -> None:
 
 
 def _cmd_classify(args: argparse.Namespace, config) -> int:
-    from fishcam.classify_images import classify_images, render
+    from fishcam.app.classify_images import classify_images, render
 
     rows = classify_images(args.images, config)
     print(render(rows, args.format), end="")
