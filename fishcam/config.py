@@ -28,92 +28,150 @@ class _Section(BaseModel):
 class LiveConfig(_Section):
     """Live cameras: RTSP, webcams, HTTP/MJPEG streams."""
 
-    transport: Literal["tcp", "udp"] = "tcp"
-    open_timeout_s: float = Field(5.0, gt=0, description="give up opening a stream after this long")
-    read_timeout_s: float = Field(5.0, gt=0, description="watchdog: no frame for this long means the stream is dead")
-    reconnect_initial_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0, description="cap of the exponential backoff")
-    retries: int | None = Field(None, ge=0, description="reconnect attempts in a row before giving up; null: forever")
-    health_interval_s: float = Field(60.0, gt=0, description="how often health is logged")
-    flush_interval_s: float = Field(10.0, gt=0, description="how often track log and counts are rewritten")
-    rotate: Literal["none", "hourly", "daily"] = "none"
+    transport: Literal["tcp", "udp"] = Field("tcp", description="tcp or udp (RTSP)")
+    open_timeout_s: float = Field(
+        5.0, gt=0, description="one attempt to open the stream gives up after this long (the backoff then retries)"
+    )
+    read_timeout_s: float = Field(5.0, gt=0, description="watchdog: no frame for this long and the stream is reopened")
+    reconnect_initial_s: float = Field(
+        0.5, gt=0, description="first wait before a reconnect; it doubles after each failure"
+    )
+    reconnect_max_s: float = Field(30.0, gt=0, description="backoff doubles up to this")
+    retries: int | None = Field(
+        None, ge=0, description="failed reconnects in a row before giving up; null: never give up"
+    )
+    health_interval_s: float = Field(60.0, gt=0, description="health line in the log this often")
+    flush_interval_s: float = Field(
+        10.0, gt=0, description="tracks.csv and species_counts.csv rewritten at least this often"
+    )
+    rotate: Literal["none", "hourly", "daily"] = Field(
+        "none", description="none, hourly or daily: a new output folder per period"
+    )
 
 
 class SourceConfig(_Section):
+    """Reading the input: video files, folders of images, live cameras."""
+
     image_fps: float = Field(1.0, gt=0, description="frame rate given to a folder of images")
-    max_frames: int | None = Field(None, ge=1, description="stop after this many frames")
+    max_frames: int | None = Field(None, ge=1, description="stop after this many frames (null: to the end)")
     max_read_failures: int = Field(
-        50, ge=1, description="consecutive unreadable frames before a file is taken as ended"
+        50, ge=1, description="unreadable frames in a row before a damaged file is taken as ended"
     )
-    duration_s: float | None = Field(None, gt=0, description="stop after this much video (or live) time")
+    duration_s: float | None = Field(
+        None, gt=0, description="stop after this much video time (live: seconds since start)"
+    )
     live: LiveConfig = LiveConfig()
 
 
 class MotionConfig(_Section):
-    history: int = Field(120, ge=2)
-    var_threshold: float = Field(24.0, gt=0)
-    min_area_px: int = Field(600, ge=1)
+    """The motion detector (OpenCV background subtraction), used when ``detector.kind`` is ``motion``."""
+
+    history: int = Field(120, ge=2, description="frames the background model remembers (MOG2 history)")
+    var_threshold: float = Field(
+        24.0, gt=0, description="how far a pixel must differ from the background to be moving (MOG2 varThreshold)"
+    )
+    min_area_px: int = Field(600, ge=1, description="smallest blob area, in pixels, that is a fish")
     warmup_frames: int = Field(10, ge=0, description="frames that only train the background")
-    blur_px: int = Field(5, ge=0)
-    dilate_px: int = Field(9, ge=0)
-    merge_gap_px: int = Field(8, ge=0, description="small blobs this close to a big one are part of it")
-    fragment_ratio: float = Field(0.3, ge=0, le=1, description="a blob under this share of its neighbour is a fragment")
+    blur_px: int = Field(5, ge=0, description="Gaussian blur before subtraction, kernel side in pixels (0 or 1: none)")
+    dilate_px: int = Field(9, ge=0, description="dilation of the moving mask, kernel side in pixels (0 or 1: none)")
+    merge_gap_px: int = Field(8, ge=0, description="small blobs (fins, tails) this close to a big one are part of it")
+    fragment_ratio: float = Field(0.3, ge=0, le=1, description='"small": under this share of the big blob\'s area')
 
 
 class DetectorConfig(_Section):
-    kind: Literal["yolo", "motion"] = "yolo"
-    weights: str = DETECTOR_DEFAULT
-    classes: list[str | int] | None = Field(None, description="class names or ids to keep; null keeps every class")
-    confidence: float = Field(0.25, ge=0, le=1)
-    iou: float = Field(0.5, gt=0, le=1)
-    image_size: int = Field(640, ge=32)
-    device: str = "auto"
-    backend: Literal["auto", "torch", "openvino", "onnx", "tensorrt"] = Field(
-        "auto", description="inference runtime for .pt weights; auto: OpenVINO on CPU, TensorRT on CUDA if installed"
+    """Finding the fish in a frame."""
+
+    kind: Literal["yolo", "motion"] = Field(
+        "yolo", description="yolo (fish-trained weights) or motion (fixed cameras, no weights)"
     )
-    stride: int = Field(1, ge=1, description="detect on every k-th frame; the tracker bridges")
+    weights: str = Field(
+        DETECTOR_DEFAULT,
+        description="a fish-trained Ultralytics model: .pt, .onnx or an OpenVINO folder, a local path or "
+        "hf://org/repo/file",
+    )
+    classes: list[str | int] | None = Field(
+        None, description="class names or ids to keep, e.g. [fishes]; null keeps every class"
+    )
+    confidence: float = Field(0.25, ge=0, le=1, description="detections below this confidence are dropped")
+    iou: float = Field(0.5, gt=0, le=1, description="overlap (IoU) above which non-maximum suppression merges boxes")
+    image_size: int = Field(640, ge=32, description="side, in pixels, that frames are resized to for the detector")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1")
+    backend: Literal["auto", "torch", "openvino", "onnx", "tensorrt"] = Field(
+        "auto",
+        description="auto (OpenVINO on CPU, TensorRT on CUDA, where installed), torch, openvino, onnx, tensorrt",
+    )
+    stride: int = Field(1, ge=1, description="detect on every k-th frame; the tracker bridges the others")
     motion: MotionConfig = MotionConfig()
 
 
 class TrackerConfig(_Section):
-    kind: Literal["bytetrack"] = "bytetrack"
-    lost_track_s: float = Field(1.0, ge=0, description="how long a track survives without a match")
-    activation_confidence: float = Field(0.3, ge=0, le=1)
-    high_confidence: float = Field(0.5, ge=0, le=1)
-    min_iou: float = Field(0.1, ge=0, le=1)
-    min_consecutive_frames: int = Field(2, ge=1)
+    """Following each fish from frame to frame (ByteTrack)."""
+
+    kind: Literal["bytetrack"] = Field("bytetrack", description="the tracker; ByteTrack is the only one")
+    lost_track_s: float = Field(1.0, ge=0, description="a fish unseen this long is a finished track")
+    activation_confidence: float = Field(0.3, ge=0, le=1, description="detection confidence that may start a new track")
+    high_confidence: float = Field(
+        0.5, ge=0, le=1, description="detections above this are matched first, the others in ByteTrack's second pass"
+    )
+    min_iou: float = Field(0.1, ge=0, le=1, description="least overlap (IoU) of a detection with a track to match it")
+    min_consecutive_frames: int = Field(
+        2, ge=1, description="frames in a row a new track must be matched before it is confirmed and counted"
+    )
 
 
 class ExpertConfig(_Section):
-    weights: str = Field(EXPERT_DEFAULT, description="checkpoint, safetensors or manifest")
-    threshold: float | None = Field(
-        None, ge=0, le=1, description="below this the fallback is asked; null: the manifest's recommendation, else 0.6"
+    """The species expert (by default the published ConvNeXt-Tiny)."""
+
+    weights: str = Field(
+        EXPERT_DEFAULT,
+        description="checkpoint, safetensors or a manifest .json/.yaml; a local path or hf://org/repo/file",
     )
-    device: str = "auto"
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="expert calls below this go to the fallback; null: the manifest's recommended threshold "
+        "(fishcam train writes one), else 0.6",
+    )
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: fp16 on CUDA, bf16 on CPUs that have it, else fp32"
+        "auto", description="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32"
     )
     backend: Literal["auto", "torch", "openvino"] = Field(
-        "auto", description="auto: torch (bf16 autocast keeps fp32's decisions); openvino: faster, bf16 less exact"
+        "auto", description="auto: torch (bf16 autocast decides as fp32); openvino: faster, bf16 less exact"
     )
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="crops per expert batch, at most")
 
 
 class FallbackConfig(_Section):
-    model: str = FALLBACK_DEFAULT
-    species_list: str | None = Field(None, description="species list file; null turns it off")
-    threshold: float = Field(0.35, ge=0, le=1, description="below this the answer is unknown")
-    templates: list[str] = [
-        "a photo of {}.",
-        "an underwater photo of {}.",
-        "a photo of the fish {}.",
-    ]
-    device: str = "auto"
-    batch_size: int = Field(8, ge=1)
-    background: bool | Literal["auto"] = Field(
-        "auto", description="run beside the frame loop (auto: for live sources; files stay deterministic)"
+    """The zero-shot fallback (BioCLIP-2) over your species list, asked when the expert is unsure."""
+
+    model: str = Field(
+        FALLBACK_DEFAULT,
+        description="an open_clip model: hf-hub:org/repo, or a local folder with open_clip_config.json and "
+        "open_clip_model.safetensors",
     )
-    queue_size: int = Field(16, ge=1, description="crops waiting for the background fallback; more are refused")
+    species_list: str | None = Field(
+        None, description="a species list file turns the fallback on (see samples/species.txt); same as --species"
+    )
+    threshold: float = Field(0.35, ge=0, le=1, description='fallback calls below this are "unknown"')
+    templates: list[str] = Field(
+        [
+            "a photo of {}.",
+            "an underwater photo of {}.",
+            "a photo of the fish {}.",
+        ],
+        description="prompts for each species name ({} is the name); the text embeddings are cached",
+    )
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1")
+    batch_size: int = Field(8, ge=1, description="crops per fallback batch, at most")
+    background: bool | Literal["auto"] = Field(
+        "auto",
+        description="true: on a thread beside the frame loop; auto: for live sources only (files stay deterministic)",
+    )
+    queue_size: int = Field(
+        16, ge=1, description="crops waiting for the background fallback; more are refused, never waited for"
+    )
 
 
 class PolicyConfig(_Section):
@@ -121,35 +179,47 @@ class PolicyConfig(_Section):
 
     min_box_px: int = Field(24, ge=1, description="shorter box side below which no crop is taken")
     min_gap_frames: int = Field(5, ge=0, description="frames between two looks at one track")
-    max_crops_per_track: int = Field(6, ge=1)
-    max_crops_per_frame: int = Field(4, ge=1, description="classification budget of one frame; the rest wait")
+    max_crops_per_track: int = Field(6, ge=1, description="looks at one track, at most")
+    max_crops_per_frame: int = Field(
+        4, ge=1, description="a frame's classification budget: new fish first, the rest wait"
+    )
     live_max_crops_per_frame: int = Field(
         1, ge=1, description="the budget on live streams: a frame's latency stays low, new fish wait a frame or two"
     )
     settle_votes: int = Field(3, ge=1, description="confident agreeing calls that end the looking")
     better_view_ratio: float = Field(1.5, ge=1, description="area gain that earns a settled track a new look")
-    crop_padding: float = Field(0.1, ge=0, le=1)
+    crop_padding: float = Field(
+        0.1, ge=0, le=1, description="a crop is the box grown by this share of its size on each side"
+    )
     edge_margin_px: int = Field(2, ge=0, description="boxes touching the frame edge wait for a better view")
 
 
 class ClassifyConfig(_Section):
-    enabled: bool = True
+    """Naming each track's species."""
+
+    enabled: bool = Field(True, description="false: count fish without naming species (no classifier weights needed)")
     expert: ExpertConfig = ExpertConfig()
     fallback: FallbackConfig = FallbackConfig()
     policy: PolicyConfig = PolicyConfig()
 
 
 class RenderConfig(_Section):
-    video: bool = True
-    crf: int = Field(23, ge=0, le=51)
-    preset: str = "veryfast"
-    max_width: int | None = Field(None, ge=64, description="scale the annotated video down to this width")
-    thickness: int = Field(2, ge=1)
-    text_scale: float = Field(0.5, gt=0)
+    """The annotated video."""
+
+    video: bool = Field(True, description="write annotated.mp4, the annotated H.264 MP4")
+    crf: int = Field(23, ge=0, le=51, description="x264 quality: lower is better and bigger")
+    preset: str = Field("veryfast", description="x264 preset: ultrafast … medium (slower: smaller files)")
+    max_width: int | None = Field(
+        None, ge=64, description="e.g. 960: a smaller annotated video, much cheaper to encode; null: the input's size"
+    )
+    thickness: int = Field(2, ge=1, description="box line width, in pixels")
+    text_scale: float = Field(0.5, gt=0, description="label text size")
 
 
 class OutputConfig(_Section):
-    detections_log: bool = True
+    """The run's log files."""
+
+    detections_log: bool = Field(True, description="write detections.csv, one row per tracked box per detected frame")
 
 
 class ConfigDocument(_Section):
@@ -163,6 +233,8 @@ class ConfigDocument(_Section):
 
 
 class Config(ConfigDocument):
+    """The config of ``fishcam run``, ``classify``, ``batch`` and ``models``."""
+
     source: SourceConfig = SourceConfig()
     detector: DetectorConfig = DetectorConfig()
     tracker: TrackerConfig = TrackerConfig()

@@ -1,5 +1,5 @@
-"""``fishcam train`` settings: the published expert's recipe (README, "Training your own expert")
-as typed defaults. ``configs/train.yaml`` lists every key; ``--set`` overrides any of them."""
+"""``fishcam train`` settings: the published expert's recipe (docs/training.md) as typed
+defaults. ``configs/train.yaml`` lists every key; ``--set`` overrides any of them."""
 
 from __future__ import annotations
 
@@ -17,99 +17,132 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    val_fraction: float = Field(0.15, ge=0, lt=1, description="share of each class held out for validation")
-    test_fraction: float = Field(0.15, ge=0, lt=1, description="share of each class held out for the test report")
-    extensions: list[str] = [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"]
+    """The labelled images and their split."""
+
+    val_fraction: float = Field(
+        0.15, ge=0, lt=1, description="share of each class held out for validation, when the data has no given splits"
+    )
+    test_fraction: float = Field(
+        0.15,
+        ge=0,
+        lt=1,
+        description="share of each class held out for the test report, when the data has no given splits",
+    )
+    extensions: list[str] = Field(
+        [".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"], description="file endings read as images"
+    )
 
 
 class ModelConfig(_Section):
+    """The network to train."""
+
     name: str = Field("fish-expert", description="file names of the exported expert")
-    architecture: str = Field("torchvision:convnext_tiny", description="torchvision:<fn> or timm:<model name>")
-    head: str | None = Field(None, description="torchvision: dotted path of the head Linear; null: the last Linear")
+    architecture: str = Field("torchvision:convnext_tiny", description="torchvision:<fn> or timm:<name>")
+    head: str | None = Field(None, description="torchvision: dotted path of the head Linear (null: the last Linear)")
     pretrained: str = Field(
-        "auto", description="auto: ImageNet weights when present locally; none: random; or a local weights file"
+        "auto", description="auto: ImageNet weights if already on this machine; none: random; or a local weights file"
     )
     pretrained_key_match: Literal["name", "order"] = Field(
-        "name", description="order: a port of the same net under other tensor names"
+        "name", description="name, or order: a port of the same network under other tensor names"
     )
 
 
 class PreprocessConfig(_Section):
     """Written into the manifest: ``fishcam run`` prepares crops exactly like this."""
 
-    size: int = Field(224, ge=16, description="square input side (squash resize, like the model card)")
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    size: int = Field(224, ge=16, description="squash-resize to size × size, RGB (like the model card)")
+    mean: tuple[float, float, float] = Field(IMAGENET_MEAN, description="per-channel mean, RGB, 0–1 (ImageNet's)")
+    std: tuple[float, float, float] = Field(
+        IMAGENET_STD, description="per-channel standard deviation, RGB (ImageNet's)"
+    )
+    interpolation: Literal["bilinear", "bicubic"] = Field("bilinear", description="resize interpolation")
 
     def spec(self) -> Preprocess:
         return Preprocess(size=(self.size, self.size), mean=self.mean, std=self.std, interpolation=self.interpolation)
 
 
 class AugmentConfig(_Section):
-    """Safe augmentations: a fish stays the same species and the right way up."""
+    """Safe augmentations, on every training image: a fish stays the same species and the right way up."""
 
     hflip: float = Field(0.5, ge=0, le=1, description="probability of a left-right mirror")
-    rotate_deg: float = Field(10.0, ge=0, le=45)
+    rotate_deg: float = Field(10.0, ge=0, le=45, description="largest tilt, in degrees, either way")
     scale: tuple[float, float] = Field((0.8, 1.0), description="random crop keeping this share of each side")
-    brightness: float = Field(0.2, ge=0, le=1)
-    contrast: float = Field(0.2, ge=0, le=1)
-    saturation: float = Field(0.2, ge=0, le=1)
+    brightness: float = Field(0.2, ge=0, le=1, description="largest brightness change, as a share, up or down")
+    contrast: float = Field(0.2, ge=0, le=1, description="largest contrast change, as a share, up or down")
+    saturation: float = Field(0.2, ge=0, le=1, description="largest saturation change, as a share, up or down")
 
 
 class RembgConfig(_Section):
-    probability: float = Field(0.25, ge=0, le=1, description="share of training samples shown without background")
-    model: str = Field("u2netp", description="rembg session; its ONNX file is $U2NET_HOME/<model>.onnx")
+    """Background removal (rembg) on a share of the training images."""
+
+    probability: float = Field(
+        0.25, ge=0, le=1, description="share of training images shown with the background removed"
+    )
+    model: str = Field(
+        "u2netp", description="rembg session; its file is <home>/<model>.onnx (u2net for rembg's full model)"
+    )
     home: str | None = Field(None, description="folder with the ONNX file; null: $U2NET_HOME, else ~/.u2net")
-    cache_dir: str | None = Field(None, description="mask cache; null: ~/.cache/fishcam/rembg-masks")
-    fill: tuple[int, int, int] = Field((0, 0, 0), description="BGR colour put where the background was")
+    cache_dir: str | None = Field(None, description="masks, once per image: null = ~/.cache/fishcam/rembg-masks")
+    fill: tuple[int, int, int] = Field((0, 0, 0), description="BGR colour where the background was")
 
 
 class BalanceConfig(_Section):
-    min_per_class: int = Field(250, ge=0, description="smaller classes are up-sampled to this many per epoch")
-    max_per_class: int = Field(500, ge=1, description="larger classes are capped to this many per epoch")
+    """Class balancing per epoch, augmentations and background removal."""
+
+    min_per_class: int = Field(
+        250, ge=0, description="smaller classes are up-sampled (augmented repeats) to this per epoch"
+    )
+    max_per_class: int = Field(500, ge=1, description="larger classes: a fresh random subset of this many per epoch")
     augment: AugmentConfig = AugmentConfig()
     rembg: RembgConfig = RembgConfig()
 
 
 class Stage1Config(_Section):
-    """Frozen backbone, head only."""
+    """Frozen backbone, head only, Adam."""
 
-    epochs: int = Field(6, ge=0)
-    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(6, ge=0, description="epochs of stage 1 (0: skip it)")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate of the head")
 
 
 class Stage2Config(_Section):
-    """Everything unfrozen, cosine annealing over the stage."""
+    """Everything unfrozen, Adam, cosine annealing over the stage."""
 
-    epochs: int = Field(20, ge=0)
-    backbone_lr: float = Field(1e-5, gt=0)
-    head_lr: float = Field(1e-4, gt=0)
+    epochs: int = Field(20, ge=0, description="epochs of stage 2 (0: skip it)")
+    backbone_lr: float = Field(1e-5, gt=0, description="Adam learning rate of the backbone at the stage's start")
+    head_lr: float = Field(1e-4, gt=0, description="Adam learning rate of the head at the stage's start")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine ends at this share of each start LR")
     freeze_batchnorm: bool = Field(
-        False, description="keep batch-norm statistics fixed (helps small batches; ConvNeXt has none)"
+        False, description="keep batch-norm statistics fixed (small batches; ConvNeXt has no batch norm)"
     )
 
 
 class EarlyStoppingConfig(_Section):
-    patience: int | None = Field(5, ge=1, description="epochs without a better val macro-F1 that end a stage")
-    min_delta: float = Field(0.0, ge=0)
+    """Ending a stage early when validation macro-F1 stops improving."""
+
+    patience: int | None = Field(
+        5, ge=1, description="epochs without a better validation macro-F1 that end a stage (null: never)"
+    )
+    min_delta: float = Field(0.0, ge=0, description="smallest gain in validation macro-F1 that counts as better")
 
 
 class ExportConfig(_Section):
+    """The exported expert and its evaluation report."""
+
     target_accuracy: float = Field(
-        0.95, gt=0, le=1, description="fallback threshold: lowest confidence whose accepted calls reach this accuracy"
+        0.95, gt=0, le=1, description="fallback threshold: lowest confidence whose calls reach this accuracy on val"
     )
-    gallery_max: int = Field(48, ge=0, description="misclassified images shown in the gallery")
+    gallery_max: int = Field(48, ge=0, description="misclassified images in eval/misclassified.png")
 
 
 class TrainConfig(ConfigDocument):
-    seed: int = 0
-    device: str = Field("auto", description="auto, cpu or cuda[:N]")
-    amp: bool | Literal["auto"] = Field("auto", description="mixed precision (auto: on CUDA)")
-    batch_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(64, ge=1)
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    """The config of ``fishcam train``."""
+
+    seed: int = Field(0, description="splits, balancing draws, augmentations and initialisation")
+    device: str = Field("auto", description="auto (cuda:0 if usable, else cpu), cpu or cuda[:N]")
+    amp: bool | Literal["auto"] = Field("auto", description="mixed precision: auto = on CUDA only")
+    batch_size: int = Field(32, ge=1, description='training batch; on "out of memory", halve it')
+    eval_batch_size: int = Field(64, ge=1, description="batch for validation and test evaluation")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: load in the main process)")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
