@@ -6,7 +6,7 @@ H.264 overlay video, all logs) and prints: input and processed fps, drop rate, p
 frame-to-output latency, RSS at start and end, and how long a forced drop (the server killed and
 restarted) took to recover. A script, not a test: run it on a quiet machine.
 
-    python benchmarks/soak.py --minutes 10 [--detector tests/data/detector/fish_yolov8n.pt]
+    python benchmarks/soak.py --minutes 10 [--detector samples/models/fish_yolov8n.pt]
 
 The models are the test suite's: the small YOLOv8n fish detector, and the real architectures
 of the expert and the fallback with random weights (same cost as the published weights).
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument(
         "--drop-at", type=float, default=0.5, help="when the server dies (fraction of the run; 0: never)"
     )
-    parser.add_argument("--detector", default=str(ROOT / "tests/data/detector/fish_yolov8n.pt"))
+    parser.add_argument("--detector", default=str(ROOT / "samples/models/fish_yolov8n.pt"))
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "soak")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "dive.yaml")
     parser.add_argument(
@@ -100,13 +100,14 @@ def main() -> None:
         code, summary = run(source, config, args.out, components)
     finally:
         server.kill()
-    live = summary["live"]
+    figures = summary.figures
+    live = figures.live
     latency = live["latency_ms"]
     back = recovery.get("first_frame_after_restart_s", float("nan"))
     # RSS at start: after models are loaded and the first minute has warmed caches.
     warm = [r for t, r in rss if t >= 60] or [r for _, r in rss]
     table = [
-        ("duration", f"{summary['processing_s'] / 60:.1f} min"),
+        ("duration", f"{figures.processing_s / 60:.1f} min"),
         ("input fps", f"{live['input_fps']:.1f}"),
         ("processed fps", f"{live['processed_fps']:.1f}"),
         ("drop rate", f"{100 * live['drop_rate']:.1f} %"),
@@ -115,10 +116,10 @@ def main() -> None:
         ("RSS growth", f"{(rss[-1][1] - warm[0]) / 2**20:+.1f} MB"),
         ("forced drop: first frame after restart", f"{back:.2f} s"),
         ("reconnects / outages", f"{live['reconnects']} / {live['outages']}"),
-        ("tracks", str(summary["tracks"])),
+        ("tracks", str(summary.tracks)),
         (
             "fallback calls (crops sent / refused)",
-            f"{summary['calls'].get('fallback_crops', 0)} / {summary['calls'].get('fallback_refused', 0)}",
+            f"{figures.calls.get('fallback_crops', 0)} / {figures.calls.get('fallback_refused', 0)}",
         ),
         ("exit code", str(code)),
     ]

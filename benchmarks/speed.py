@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "samples"))
 sys.path.insert(0, str(ROOT / "tests"))
 CACHE = ROOT / "runs" / "bench"
-DETECTOR = ROOT / "tests" / "data" / "detector" / "fish_yolov8n.pt"
+DETECTOR = ROOT / "samples" / "models" / "fish_yolov8n.pt"
 CUTOUTS = ["lionfish.png", "bluegroper.png", "butterflyfish.png", "moonwrasse.png", "coraltrout.png"]
 
 
@@ -176,11 +176,11 @@ def run_fishcam(clip: Path, args: argparse.Namespace, extra: tuple[str, ...] = (
     stages: dict = {}
     _, summary = run(source, config, out, components, lambda stats: stages.update(stats.stage_s))
     return {
-        "frames": summary["frames"],
+        "frames": summary.frames,
         "seconds": time.perf_counter() - start,
-        "crops": summary["crops_classified"],
+        "crops": summary.figures.crops_classified,
         "stages": stages,
-        "tracks": summary["tracks"],
+        "tracks": summary.tracks,
     }
 
 

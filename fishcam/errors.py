@@ -66,3 +66,21 @@ EXIT_OK = 0
 EXIT_PARTIAL_INPUT = 4  # finished, but the input was damaged: outputs cover what was readable
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+EXIT_ERROR = 1  # a bug: an error fishcam did not raise on purpose
+
+
+def exit_code_for(error: BaseException | None, *, gave_up: bool = False, damaged: bool = False) -> int:
+    """The one mapping from how something ended to the process's exit code (README, Exit codes):
+    ``error`` is what ended it (None: it ran to its end), ``gave_up`` a live source that stopped
+    reconnecting, ``damaged`` an input that could not all be read."""
+    if isinstance(error, Terminated):
+        return EXIT_TERMINATED
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(error, FishcamError):
+        return error.exit_code
+    if error is not None:
+        return EXIT_ERROR
+    if gave_up:
+        return SourceError.exit_code
+    return EXIT_PARTIAL_INPUT if damaged else EXIT_OK

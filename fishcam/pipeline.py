@@ -19,7 +19,8 @@ import numpy as np
 from fishcam.classify.caller import SpeciesCaller
 from fishcam.classify.crops import crop
 from fishcam.classify.lagged import LaggedCalls
-from fishcam.classify.ledger import LookPolicy, TrackLedger
+from fishcam.classify.ledger import TrackLedger
+from fishcam.config import PolicyConfig
 from fishcam.detect.base import Detector
 from fishcam.types import CallRecord, Detections, Frame, TrackSummary
 
@@ -116,7 +117,7 @@ class Pipeline:
         detector: Detector,
         tracker: Tracker,
         caller: SpeciesCaller | None,
-        policy: LookPolicy,
+        policy: PolicyConfig,
         settings: LoopSettings,
     ) -> None:
         self.detector = detector

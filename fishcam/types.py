@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -174,3 +175,193 @@ class SpeciesCount:
     max_n_time_s: float
     first_seen_s: float
     last_seen_s: float
+
+
+# ---- the run summary (summary.json) ------------------------------------------------------------
+
+
+class RunStatus(str, enum.Enum):
+    """Whether a run's outputs are complete: ``running`` until the end (and after a ``kill -9``)."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run's summary says from its first moment: what is being made, from what, by what."""
+
+    fishcam: str | None = None
+    python: str | None = None
+    source: str | None = None
+    source_path: str | None = None  # a file or folder's absolute path, a camera's masked URL
+    recorded_start: str | None = None  # ISO 8601 UTC: the container's tag or a stream's first frame
+    started: str | None = None  # when processing began, local time with its offset
+    video_fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    frames_expected: int | None = None
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> the model's description
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How far a running run has got (rewritten at every flush)."""
+
+    frames: int = 0
+    last_time_s: float | None = None
+    tracks_closed: int = 0
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """What the frame loop measured, known once it has ended."""
+
+    exit_code: int = 0
+    frames: int = 0
+    detected_frames: int = 0
+    frames_expected: int | None = None
+    unreadable_frames: int = 0
+    input_ended_early: bool = False
+    warnings: tuple[str, ...] = ()
+    processing_s: float = 0.0
+    processing_fps: float = 0.0
+    crops_classified: int = 0
+    calls: dict[str, int] = field(default_factory=dict)  # expert / fallback / unknown / ... counts
+    live: dict[str, Any] | None = None  # a live source's health: fps in and out, drops, reconnects
+
+
+@dataclass(frozen=True)
+class SpeciesTally:
+    unique: int
+    max_n: int
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """summary.json, typed: every reader (exports, Camtrap DP, batch, cameras, the CLI) goes
+    through :meth:`from_json`, every writer through :meth:`to_json`, so a renamed field is one
+    edit, not a silent break. The JSON is flat, in the order people read it: status first."""
+
+    status: RunStatus
+    info: RunInfo = RunInfo()
+    error: str | None = None
+    progress: RunProgress | None = None  # while running
+    figures: RunFigures | None = None  # once the loop has ended
+    period: str | None = None  # one period folder of a rotated live run
+    rotated: bool = False  # that period ended because the next one began
+    periods: tuple[str, ...] | None = None  # the top folder of a rotated run: its period folders
+    tracks: int | None = None
+    species: dict[str, SpeciesTally] | None = None
+    outputs: tuple[str, ...] | None = None
+
+    @property
+    def frames(self) -> int:
+        if self.figures is not None:
+            return self.figures.frames
+        return self.progress.frames if self.progress is not None else 0
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.figures.exit_code if self.figures is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"status": self.status.value}
+        if self.status is not RunStatus.RUNNING:
+            data["error"] = self.error
+        data.update(_fields(self.info))
+        if self.progress is not None:
+            data["progress"] = _fields(self.progress)
+        if self.figures is not None:
+            data.update(_fields(self.figures))
+            data["warnings"] = list(self.figures.warnings)
+        if self.period is not None:
+            data["period"] = self.period
+        if self.rotated:
+            data["rotated"] = True
+        if self.periods is not None:
+            data["periods"] = list(self.periods)
+        if self.tracks is not None:
+            data["tracks"] = self.tracks
+        if self.species is not None:
+            data["species"] = {name: _fields(tally) for name, tally in self.species.items()}
+        if self.outputs is not None:
+            data["outputs"] = list(self.outputs)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunSummary:
+        """A summary read back; raises ValueError naming the first field that is not of its kind.
+        Summaries written before ``status`` existed were only written at the end: finished."""
+        if not isinstance(data, dict):
+            raise ValueError("not a fishcam summary")
+        checked = {name: _checked(name, value) for name, value in data.items()}
+        info = RunInfo(**{k: checked[k] for k in _names(RunInfo) if checked.get(k) is not None})
+        figures = None
+        if "frames" in checked and "progress" not in checked:
+            given = {k: checked[k] for k in _names(RunFigures) if checked.get(k) is not None}
+            figures = RunFigures(**{**given, "warnings": tuple(given.get("warnings", ()))})
+        progress = RunProgress(**checked["progress"]) if checked.get("progress") else None
+        species = checked.get("species")
+        return cls(
+            status=RunStatus(checked.get("status") or RunStatus.FINISHED.value),
+            info=info,
+            error=checked.get("error"),
+            progress=progress,
+            figures=figures,
+            period=checked.get("period"),
+            rotated=bool(checked.get("rotated")),
+            periods=tuple(checked["periods"]) if checked.get("periods") is not None else None,
+            tracks=checked.get("tracks"),
+            species={k: SpeciesTally(**v) for k, v in species.items()} if species is not None else None,
+            outputs=tuple(checked["outputs"]) if checked.get("outputs") is not None else None,
+        )
+
+
+_NUMBERS = {"video_fps", "processing_s", "processing_fps"}
+_INTEGERS = {"width", "height", "frames", "frames_expected", "detected_frames", "unreadable_frames",
+             "crops_classified", "exit_code", "tracks"}  # fmt: skip
+_TEXTS = {"fishcam", "python", "source", "source_path", "recorded_start", "started", "error", "period"}
+_TABLES = {"models", "calls", "live", "progress", "species"}
+_LISTS = {"warnings", "periods", "outputs"}
+
+
+def _checked(name: str, value: Any) -> Any:
+    """``value`` if it is of the kind field ``name`` holds (None stands for any: not known)."""
+    if value is None:
+        return None
+    if name == "status":
+        if value not in {s.value for s in RunStatus}:
+            raise ValueError(f"status is {value!r}, not one of {', '.join(s.value for s in RunStatus)}")
+    elif name in _NUMBERS or name in _INTEGERS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} is {value!r}, not a number")
+        if name in _INTEGERS and value != int(value):
+            raise ValueError(f"{name} is {value!r}, not a whole number")
+        return int(value) if name in _INTEGERS else float(value)
+    elif name in _TEXTS and not isinstance(value, str):
+        raise ValueError(f"{name} is {value!r}, not text")
+    elif name in _TABLES and not isinstance(value, dict):
+        raise ValueError(f"{name} is {value!r}, not a table")
+    elif name in _LISTS and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ValueError(f"{name} is {value!r}, not a list of texts")
+    if name == "models" and not all(isinstance(m, dict) for m in value.values()):
+        raise ValueError(f"models is {value!r}, not the models' descriptions")
+    if name == "species" and not all(
+        isinstance(v, dict) and set(v) == {"unique", "max_n"} and all(type(n) is int for n in v.values())
+        for v in value.values()
+    ):
+        raise ValueError(f"species is {value!r}, not species counts (unique, max_n)")
+    if name == "progress" and not set(value) <= set(_names(RunProgress)):
+        raise ValueError(f"progress is {value!r}, not a run's progress")
+    return value
+
+
+def _names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(kind))
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in fields(value)}

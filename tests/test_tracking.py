@@ -8,8 +8,7 @@ import pytest
 import supervision as sv
 from builders import SAMPLES, TEST_DETECTOR, gt_detections, read_ground_truth, sample_meta
 
-from fishcam.classify.ledger import LookPolicy
-from fishcam.config import TrackerConfig, load_config
+from fishcam.config import PolicyConfig, TrackerConfig, load_config
 from fishcam.detect.scripted import ScriptedDetector
 from fishcam.pipeline import LoopSettings, Pipeline
 from fishcam.sources import open_source
@@ -48,7 +47,7 @@ def track_video(path, detector, stride=1, tracker=None):
         detector,
         ByteTracker(tracker or TrackerConfig(), frame_rate=source.fps / stride),
         None,
-        LookPolicy(),
+        PolicyConfig(),
         LoopSettings(stride=stride, lost_track_s=(tracker or TrackerConfig()).lost_track_s),
     )
     pipeline.run(source, source.fps, sink)

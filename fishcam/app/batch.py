@@ -224,7 +224,7 @@ def _process(job: Job, config_data: dict[str, Any], out_dir: str) -> dict[str, A
             raise Terminated
         result = {
             "video": str(job.video), "folder": str(folder), "key": key, "exit_code": code,
-            "tracks": summary["tracks"], "metadata": job.metadata,
+            "tracks": summary.tracks, "metadata": job.metadata,
         }  # fmt: skip
         (folder / FAILED_NAME).unlink(missing_ok=True)
         write_json(folder / DONE_NAME, result)

@@ -10,92 +10,26 @@ lists what became of each camera.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fishcam.app.run import Components, components_sharing_models, run
 from fishcam.config import Config
-from fishcam.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, ConfigError, FishcamError, Terminated
+from fishcam.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, FishcamError, Terminated, exit_code_for
 from fishcam.pipeline import Stop
 from fishcam.sinks.files import write_json
-from fishcam.sinks.run_writer import SUMMARY_NAME
-from fishcam.sources.live import LiveSource, expand_secrets, is_live, mask_url
+from fishcam.sinks.run_writer import SUMMARY_NAME, read_summary
+from fishcam.sources.cameras import CAMERAS_NAME, Camera
+from fishcam.sources.live import LiveSource
+from fishcam.types import RunSummary, SpeciesTally
 
 log = logging.getLogger(__name__)
 
-CAMERAS_NAME = "cameras.json"
-_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_NAMED = re.compile(r"([A-Za-z0-9_.-]+)=(.+)")
-_RESERVED = {".", "..", CAMERAS_NAME}
 _WAIT_S = 0.5  # the main thread waits in slices: Ctrl-C and SIGTERM reach it between them
-
-
-@dataclass(frozen=True)
-class Camera:
-    name: str
-    url: str  # as given: ``${VAR}`` credentials are expanded only when the camera connects
-
-    @property
-    def masked(self) -> str:
-        return mask_url(self.url)
-
-
-def split_name(spec: str) -> tuple[str | None, str]:
-    """``NAME=URL`` → (NAME, URL) when URL is a live source; anything else → (None, spec). A URL's
-    own ``=`` (``http://cam/video?action=stream``) comes after ``://``, so it is never a name."""
-    match = _NAMED.fullmatch(spec)
-    if match and is_live(match.group(2)):
-        return match.group(1), match.group(2)
-    return None, spec
-
-
-def camera_name(url: str) -> str:
-    """A folder name from the masked URL: host, port and path (``127.0.0.1-8554-fish``)."""
-    masked = mask_url(url)
-    if url.isdigit():
-        text = masked  # "webcam 0"
-    else:
-        parts = urlsplit(masked)
-        port = f"-{parts.port}" if parts.port else ""
-        text = f"{parts.hostname or ''}{port}-{parts.path}-{parts.query}"
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
-    return re.sub(r"-{2,}", "-", name) or "camera"
-
-
-def parse_cameras(specs: list[str]) -> list[Camera]:
-    """Several sources, each ``NAME=URL`` or a plain URL (named from the URL); every one must be
-    live, names must differ, and ``${VAR}`` credentials must be set. Raises a one-line ConfigError."""
-    cameras = []
-    for spec in specs:
-        name, url = split_name(spec)
-        if not is_live(url):
-            raise ConfigError(
-                f"{spec!r} is not a live camera: several sources in one 'fishcam run' must all be cameras "
-                f"(rtsp://, http(s)://, udp://, … or a webcam index); for several recorded videos use "
-                f"'fishcam batch VIDEO... --out DIR'"
-            )
-        if name is not None and name in _RESERVED:
-            raise ConfigError(f"camera name {name!r} is reserved: choose another, as NAME=URL")
-        expand_secrets(url)  # an unset ${VAR} stops the run before any model loads
-        cameras.append(Camera(name or camera_name(url), url))
-    seen: dict[str, Camera] = {}
-    for camera in cameras:
-        key = camera.name.casefold()  # one folder each, also on case-insensitive disks
-        if key in seen:
-            first = seen[key]
-            raise ConfigError(
-                f"two cameras are named {camera.name!r} ({first.masked} and {camera.masked}): "
-                f"name each camera as NAME=URL, e.g. 'north={first.masked}' 'south={camera.masked}'"
-            )
-        seen[key] = camera
-    return cameras
 
 
 @dataclass
@@ -104,36 +38,44 @@ class CameraResult:
     folder: Path
     exit_code: int | None = None
     error: str | None = None
-    summary: dict[str, Any] | None = None
+    summary: RunSummary | None = None
 
     def record(self) -> dict[str, Any]:
-        summary = self.summary or {}
+        summary = self.summary
+        species = species_of(summary, self.folder) if summary is not None else {}
         return {
             "name": self.camera.name,
             "source": self.camera.masked,
             "folder": str(self.folder) if self.folder.is_dir() else None,  # None: it never connected
             "exit_code": self.exit_code,
             "error": self.error,
-            "frames": summary.get("frames", 0),
-            "tracks": summary.get("tracks", 0),
-            "species": species_of(summary, self.folder),
+            "frames": summary.frames if summary is not None else 0,
+            "tracks": (summary.tracks or 0) if summary is not None else 0,
+            "species": {name: {"unique": t.unique, "max_n": t.max_n} for name, t in species.items()},
         }
 
+    def read_back(self) -> None:
+        """The summary ``run`` left in the camera's folder, when it raised instead of returning."""
+        try:
+            self.summary = read_summary(self.folder / SUMMARY_NAME)
+        except (OSError, ValueError):  # never written (the folder could not be), or cut short
+            self.summary = None
 
-def species_of(summary: dict[str, Any], folder: Path) -> dict[str, dict[str, int]]:
+
+def species_of(summary: RunSummary, folder: Path) -> dict[str, SpeciesTally]:
     """Species counts of a camera's run; a rotated run's are its periods' together (a track
     belongs to one period, so unique counts add; MaxN is the highest of the periods')."""
-    if "species" in summary or not summary.get("periods"):
-        return summary.get("species", {})
-    total: dict[str, dict[str, int]] = {}
-    for period in summary["periods"]:
-        path = folder / period / SUMMARY_NAME
-        if not path.is_file():
+    if summary.species is not None or not summary.periods:
+        return summary.species or {}
+    total: dict[str, SpeciesTally] = {}
+    for period in summary.periods:
+        try:
+            counted = read_summary(folder / period / SUMMARY_NAME).species or {}
+        except (OSError, ValueError):
             continue
-        for species, count in json.loads(path.read_text(encoding="utf-8")).get("species", {}).items():
-            entry = total.setdefault(species, {"unique": 0, "max_n": 0})
-            entry["unique"] += count["unique"]
-            entry["max_n"] = max(entry["max_n"], count["max_n"])
+        for species, tally in counted.items():
+            before = total.get(species, SpeciesTally(0, 0))
+            total[species] = SpeciesTally(before.unique + tally.unique, max(before.max_n, tally.max_n))
     return total
 
 
@@ -173,11 +115,11 @@ class CameraRunner:
                 self._stopped_before_start(result)
                 return
             log.error("camera %s: %s", name, exc)
-            result.exit_code, result.error = exc.exit_code, str(exc)
+            result.exit_code, result.error = exit_code_for(exc), str(exc)
             return
         except Exception as exc:  # a bug: this camera fails, the others go on
             log.exception("camera %s failed to start", name)
-            result.exit_code, result.error = 1, f"{type(exc).__name__}: {exc}"
+            result.exit_code, result.error = exit_code_for(exc), f"{type(exc).__name__}: {exc}"
             return
         log.info(
             "camera %s: processing %s (%dx%d, %.2f fps) into %s",
@@ -187,24 +129,20 @@ class CameraRunner:
             result.exit_code, result.summary = run(
                 source, self.config, result.folder, components, stop=self.stop, label=name
             )
-            result.error = result.summary.get("error")
+            result.error = result.summary.error
             if result.exit_code != EXIT_OK and result.error is None and source.status.warnings:
                 result.error = source.status.warnings[-1]  # a camera that gave up reconnecting
         except FishcamError as exc:  # its folder is full or read-only: one line, this camera ends
             log.error("camera %s: %s", name, exc)
-            result.exit_code, result.error = exc.exit_code, str(exc)
-            summary = result.folder / SUMMARY_NAME
-            if summary.is_file():
-                result.summary = json.loads(summary.read_text(encoding="utf-8"))
+            result.exit_code, result.error = exit_code_for(exc), str(exc)
+            result.read_back()
         except Exception as exc:  # run() wrote the summary; this camera ends, the others go on
             log.exception("camera %s failed", name)
-            result.exit_code, result.error = 1, f"{type(exc).__name__}: {exc}"
-            summary = result.folder / SUMMARY_NAME
-            if summary.is_file():
-                result.summary = json.loads(summary.read_text(encoding="utf-8"))
+            result.exit_code, result.error = exit_code_for(exc), f"{type(exc).__name__}: {exc}"
+            result.read_back()
 
     def _stopped_before_start(self, result: CameraResult) -> None:
-        result.exit_code = EXIT_TERMINATED if self.stop.exception is Terminated else EXIT_INTERRUPTED
+        result.exit_code = exit_code_for(self.stop.exception())
         result.error = "stopped before the camera connected"
 
     # ---- the main thread --------------------------------------------------------------------
@@ -243,7 +181,7 @@ class CameraRunner:
             except KeyboardInterrupt:
                 log.error("interrupted again: not waiting for the cameras to finish their files")
         if interrupted is not None:
-            code = EXIT_TERMINATED if interrupted is Terminated else EXIT_INTERRUPTED
+            code = exit_code_for(interrupted())
         else:
             code = max((r.exit_code if r.exit_code is not None else 1 for r in self.results), default=EXIT_OK)
         self._report(code, started)

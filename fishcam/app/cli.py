@@ -10,19 +10,14 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fishcam import __version__
-from fishcam.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_PARTIAL_INPUT,
-    EXIT_TERMINATED,
-    ConfigError,
-    FishcamError,
-    OutputError,
-    SourceError,
-    Terminated,
-)
+from fishcam.errors import ConfigError, FishcamError, OutputError, SourceError, Terminated, exit_code_for
 from fishcam.sinks import EXPORT_FORMATS
+
+if TYPE_CHECKING:
+    from fishcam.types import RunSummary
 
 log = logging.getLogger("fishcam")
 
@@ -153,13 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_models(args, config)
     except FishcamError as exc:
         log.error("%s", exc)
-        return exc.exit_code
-    except Terminated:
-        log.error("terminated")
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return EXIT_INTERRUPTED
+        return exit_code_for(exc)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated) outside a run's loop
+        log.error("%s", "terminated" if isinstance(exc, Terminated) else "interrupted")
+        return exit_code_for(exc)
 
 
 def _setup_logging(quiet: bool, as_json: bool) -> None:
@@ -190,11 +182,11 @@ class _JsonFormatter(logging.Formatter):
 def _cmd_run(args: argparse.Namespace, config) -> int:
     if len(args.source) > 1:
         return _cmd_run_cameras(args, config)
-    from fishcam.app.cameras import split_name
     from fishcam.app.run import build_components, run
     from fishcam.progress import RunProgress
     from fishcam.sinks.files import prepare_output_dir
     from fishcam.sources import open_source
+    from fishcam.sources.cameras import split_name
     from fishcam.sources.live import is_live
 
     name, spec = split_name(args.source[0])  # one camera may be named too: NAME=URL
@@ -216,9 +208,10 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
 
 def _cmd_run_cameras(args: argparse.Namespace, config) -> int:
     """Several live cameras at once, one thread each, into OUT/<name>/ (see fishcam.app.cameras)."""
-    from fishcam.app.cameras import parse_cameras, run_cameras
+    from fishcam.app.cameras import run_cameras
     from fishcam.app.run import build_components
     from fishcam.sinks.files import prepare_output_dir
+    from fishcam.sources.cameras import parse_cameras
 
     cameras = parse_cameras(args.source)  # a wrong source list is reported before model loading
     out_dir = args.out or Path("runs") / ("live-" + time.strftime("%Y%m%d-%H%M%S"))
@@ -240,7 +233,7 @@ def _cmd_batch(args: argparse.Namespace, config) -> int:
         args.out / "batch_report.json",
     )  # fmt: skip
     # The rest finished; the report lists what failed and which manifest rows were skipped.
-    return EXIT_PARTIAL_INPUT if report["failed"] or report["bad_rows"] else 0
+    return exit_code_for(None, damaged=bool(report["failed"] or report["bad_rows"]))
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -312,20 +305,23 @@ def _terminate_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _print_run_result(out_dir: Path, summary: dict, quiet: bool) -> None:
+def _print_run_result(out_dir: Path, summary: RunSummary, quiet: bool) -> None:
+    from fishcam.types import RunFigures
+
+    figures = summary.figures or RunFigures()
     log.info(
         "%d frames in %.1f s (%.1f fps), %d tracks; outputs in %s",
-        summary["frames"],
-        summary["processing_s"],
-        summary["processing_fps"],
-        summary["tracks"],
+        figures.frames,
+        figures.processing_s,
+        figures.processing_fps,
+        summary.tracks or 0,
         out_dir,
     )
     if quiet:
         return
     from fishcam.sinks.run_writer import COUNTS_NAME
 
-    folder = out_dir / summary["periods"][-1] if summary.get("periods") else out_dir
+    folder = out_dir / summary.periods[-1] if summary.periods else out_dir
     print((folder / COUNTS_NAME).read_text(encoding="utf-8"), end="")
 
 

@@ -10,7 +10,7 @@ import copy
 import logging
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,29 +18,19 @@ from typing import Any
 
 from fishcam import __version__
 from fishcam.classify.caller import SpeciesCaller
-from fishcam.classify.ledger import LookPolicy
 from fishcam.config import Config
 from fishcam.detect.base import Detector, reset_detector
-from fishcam.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_PARTIAL_INPUT,
-    EXIT_TERMINATED,
-    FishcamError,
-    MissingModelError,
-    OutputError,
-    SourceError,
-    Terminated,
-)
+from fishcam.errors import FishcamError, MissingModelError, OutputError, SourceError, Terminated, exit_code_for
 from fishcam.health import HealthLog
 from fishcam.models import hub
 from fishcam.pipeline import LoopSettings, LoopStats, Pipeline, Stop
 from fishcam.render.overlay import Overlay
 from fishcam.sinks.files import output_problem, prepare_output_dir, write_atomic
-from fishcam.sinks.run_writer import CONFIG_NAME, FAILED, FINISHED, INTERRUPTED, RotatingWriter, RunWriter
+from fishcam.sinks.run_writer import CONFIG_NAME, RotatingWriter, RunWriter
 from fishcam.sources.base import Source
 from fishcam.sources.prefetch import prefetch
 from fishcam.track.bytetrack import ByteTracker
+from fishcam.types import Frame, RunFigures, RunInfo, RunStatus, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -162,35 +152,17 @@ def build_caller(config: Config) -> tuple[SpeciesCaller, dict[str, Any]]:
     return SpeciesCaller(expert, fallback, threshold, cfg.fallback.threshold), described
 
 
-def run(
-    source: Source,
-    config: Config,
-    out_dir: Path,
-    components: Components,
-    on_progress: Callable[[LoopStats], None] | None = None,
-    stop: Stop | None = None,
-    label: str | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """Process ``source`` into ``out_dir``; returns (exit code, summary). ``stop``, set from
-    another thread, ends the run as Ctrl-C or SIGTERM would; ``label`` names the source in
-    health lines (several cameras in one process). An error is raised after every output has
-    been completed as far as it can be, with summary.json saying ``failed`` and why."""
-    prepare_output_dir(out_dir)
-    try:
-        write_atomic(out_dir / CONFIG_NAME, config.to_yaml())
-    except OSError as exc:
-        raise OutputError(output_problem(exc, out_dir)) from exc
-    reset_detector(components.detector)  # components are reused across videos (batch)
+def build_pipeline(source: Source, config: Config, components: Components) -> Pipeline:
+    """The frame loop for ``source``: its tracker, look policy and loop settings from ``config``."""
     policy = config.classify.policy
-    live = hasattr(source, "health")
-    looks = policy.model_dump(exclude={"crop_padding", "live_max_crops_per_frame"})
-    if live:  # each expert crop costs tens of ms on a CPU: few per frame keep live latency low
-        looks["max_crops_per_frame"] = min(policy.max_crops_per_frame, policy.live_max_crops_per_frame)
-    pipeline = Pipeline(
+    budget = policy.max_crops_per_frame
+    if source.live:  # each expert crop costs tens of ms on a CPU: few per frame keep live latency low
+        budget = min(budget, policy.live_max_crops_per_frame)
+    return Pipeline(
         components.detector,
         ByteTracker(config.tracker, frame_rate=source.fps / config.detector.stride),
         components.caller,
-        LookPolicy(**looks),
+        policy.model_copy(update={"max_crops_per_frame": budget}),
         LoopSettings(
             stride=config.detector.stride,
             lost_track_s=config.tracker.lost_track_s,
@@ -200,26 +172,81 @@ def run(
             **species_threads(components.caller),
         ),
     )
+
+
+@dataclass
+class _OpenRun:
+    """A run between open and finish: what the loop writes into and reports through."""
+
+    source: Source
+    pipeline: Pipeline
+    writer: RunWriter | RotatingWriter
+    health: HealthLog
+    frames: Iterable[Frame]
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How the loop ended: ``error`` is what ended it (None: the input's end or a frame limit)."""
+
+    stats: LoopStats
+    error: BaseException | None = None
+
+
+def run(
+    source: Source,
+    config: Config,
+    out_dir: Path,
+    components: Components,
+    on_progress: Callable[[LoopStats], None] | None = None,
+    stop: Stop | None = None,
+    label: str | None = None,
+) -> tuple[int, RunSummary]:
+    """Process ``source`` into ``out_dir``; returns (exit code, summary). ``stop``, set from
+    another thread, ends the run as Ctrl-C or SIGTERM would; ``label`` names the source in
+    health lines (several cameras in one process). An error is raised after every output has
+    been completed as far as it can be, with summary.json saying ``failed`` and why."""
+    opened = _open(source, config, out_dir, components, on_progress, label)
+    ending = _loop(opened, stop)
+    return _finish(opened, ending, components)
+
+
+def _open(
+    source: Source,
+    config: Config,
+    out_dir: Path,
+    components: Components,
+    on_progress: Callable[[LoopStats], None] | None,
+    label: str | None,
+) -> _OpenRun:
+    """The output folder with its config, the loop, the writer with the summary's first words."""
+    prepare_output_dir(out_dir)
+    try:
+        write_atomic(out_dir / CONFIG_NAME, config.to_yaml())
+    except OSError as exc:
+        raise OutputError(output_problem(exc, out_dir)) from exc
+    reset_detector(components.detector)  # components are reused across videos (batch)
+    pipeline = build_pipeline(source, config, components)
+    live = source.live
     fallback = config.classify.fallback
     if components.caller is not None and (fallback.background is True or (fallback.background == "auto" and live)):
         components.caller.run_fallback_in_background(fallback.queue_size, fallback.batch_size)
     overlay = Overlay(config.render.thickness, config.render.text_scale) if config.render.video else None
-    started = time.time()
-    info = {  # what summary.json says from the first moment: a reader knows what is being made
-        "fishcam": __version__,
-        "python": platform.python_version(),
-        "source": source.name,
-        "source_path": _source_path(source),
+    info = RunInfo(  # what summary.json says from the first moment: a reader knows what is being made
+        fishcam=__version__,
+        python=platform.python_version(),
+        source=source.name,
+        source_path=source.location,
         # When the recording began (container tag, or a live stream's first frame): exports
         # place observations in real time with it.
-        "recorded_start": _iso(getattr(source, "recorded_start_unix", None)),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "video_fps": source.fps,
-        "width": source.width,
-        "height": source.height,
-        "frames_expected": source.status.frames_expected,
-        "models": components.described,
-    }
+        recorded_start=_iso(source.recorded_start_unix),
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        video_fps=source.fps,
+        width=source.width,
+        height=source.height,
+        frames_expected=source.status.frames_expected,
+        models=components.described,
+    )
 
     def make_writer(folder: Path) -> RunWriter:
         return RunWriter(
@@ -240,53 +267,78 @@ def run(
     rotate = config.source.live.rotate
     writer = RotatingWriter(out_dir, rotate, make_writer) if rotate != "none" else make_writer(out_dir)
     health = HealthLog(source, config.source.live.health_interval_s, on_progress, label)
-    exit_code, state, error, failure = EXIT_OK, FINISHED, None, None
     # Files decode ahead on a thread; live sources already have their reader.
     frames = source if live else prefetch(source)
+    return _OpenRun(source, pipeline, writer, health, frames)
+
+
+def _loop(opened: _OpenRun, stop: Stop | None) -> _Ending:
+    """Every frame through the pipeline; whatever ends it is returned, not raised: the outputs
+    are completed first."""
+    pipeline, source = opened.pipeline, opened.source
     try:
-        stats = pipeline.run(frames, source.fps, writer, health.update, stop)
-    except Terminated:
-        exit_code, state, error, stats = EXIT_TERMINATED, INTERRUPTED, "terminated (SIGTERM)", pipeline.stats
-    except KeyboardInterrupt:
-        exit_code, state, error, stats = EXIT_INTERRUPTED, INTERRUPTED, "interrupted", pipeline.stats
-    except Exception as exc:  # recorded in summary.json, then raised again below
-        failure, stats = exc, pipeline.stats
-        exit_code = exc.exit_code if isinstance(exc, FishcamError) else 1
-        state, error = FAILED, str(exc) if isinstance(exc, FishcamError) else f"{type(exc).__name__}: {exc}"
+        return _Ending(pipeline.run(opened.frames, source.fps, opened.writer, opened.health.update, stop))
+    except BaseException as exc:  # Ctrl-C, SIGTERM and errors alike: recorded, then raised or mapped
+        if not isinstance(exc, Exception | KeyboardInterrupt):
+            raise  # SystemExit, GeneratorExit: not a run's ending to record
+        return _Ending(pipeline.stats, exc)
     finally:
-        if frames is not source:
-            frames.close()  # stop the decoding thread before the source goes
+        if opened.frames is not source:
+            opened.frames.close()  # stop the decoding thread before the source goes
         source.close()
-    status = source.status
-    if exit_code == EXIT_OK and status.gave_up:
-        exit_code, state, error = SourceError.exit_code, FAILED, "the source gave up: " + "; ".join(status.warnings)
-    elif exit_code == EXIT_OK and status.damaged:
-        exit_code = EXIT_PARTIAL_INPUT
+
+
+def _finish(opened: _OpenRun, ending: _Ending, components: Components) -> tuple[int, RunSummary]:
+    """Complete every output and the summary; raise the error that ended the run, if any."""
+    status, stats, error = opened.source.status, ending.stats, ending.error
+    code = exit_code_for(error, gave_up=status.gave_up, damaged=status.damaged)
     if stats.frames == 1 and not status.damaged:  # the tracker confirms a fish on its second sighting
         status.warnings.append("the input has a single frame: a track needs two, so no fish can be counted")
-    final = {
-        "exit_code": exit_code,
-        "frames": stats.frames,
-        "detected_frames": stats.detected_frames,
-        "frames_expected": status.frames_expected,
-        "unreadable_frames": status.unreadable_frames,
-        "input_ended_early": status.ended_early,
-        "warnings": list(status.warnings),
-        "processing_s": round(stats.elapsed_s, 3),
-        "processing_fps": round(stats.fps, 2),
-        "crops_classified": stats.crops_classified,
-        "calls": dict(components.caller.counts) if components.caller else {},
-        "live": health.summary(stats),
-    }
+    state, message = _state_of(error, status.gave_up, status.warnings)
+    figures = RunFigures(
+        exit_code=code,
+        frames=stats.frames,
+        detected_frames=stats.detected_frames,
+        frames_expected=status.frames_expected,
+        unreadable_frames=status.unreadable_frames,
+        input_ended_early=status.ended_early,
+        warnings=tuple(status.warnings),
+        processing_s=round(stats.elapsed_s, 3),
+        processing_fps=round(stats.fps, 2),
+        crops_classified=stats.crops_classified,
+        calls=dict(components.caller.counts) if components.caller else {},
+        live=opened.health.summary(stats),
+    )
+    failure = error if state is RunStatus.FAILED and error is not None else None
     try:
-        summary = writer.finish(final, state, error)
-    except OutputError as exc:  # the first error is the one to report
-        failure = failure or exc
+        summary = opened.writer.finish(figures, state, message)
+    except OutputError as exc:  # the first error is the one to report, as the summary does
+        if state is RunStatus.FAILED:
+            if str(exc) != message:  # a second problem, after the one that ended the run
+                log.warning("the outputs could not be completed: %s", exc)
+            failure = failure or SourceError(message)
+        else:
+            failure = exc
     for warning in status.warnings:
         log.warning(warning)
     if failure is not None:
         raise failure
-    return exit_code, summary
+    return code, summary
+
+
+def _state_of(error: BaseException | None, gave_up: bool, warnings: list[str]) -> tuple[RunStatus, str | None]:
+    """What summary.json says of how a run ended: its status and why."""
+    if isinstance(error, Terminated):
+        return RunStatus.INTERRUPTED, "terminated (SIGTERM)"
+    if isinstance(error, KeyboardInterrupt):
+        return RunStatus.INTERRUPTED, "interrupted"
+    if isinstance(error, FishcamError):
+        return RunStatus.FAILED, str(error)
+    if error is not None:
+        return RunStatus.FAILED, f"{type(error).__name__}: {error}"
+    if gave_up:
+        return RunStatus.FAILED, "the source gave up: " + "; ".join(warnings)
+    return RunStatus.FINISHED, None
 
 
 def species_threads(caller: SpeciesCaller | None) -> dict[str, Any]:
@@ -305,9 +357,3 @@ def _iso(unix: float | None) -> str | None:
     if unix is None:
         return None
     return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _source_path(source: Source) -> str:
-    """Where the input is: a file or folder's absolute path, a camera's masked URL."""
-    path = getattr(source, "path", None) or getattr(source, "folder", None)
-    return str(path.resolve()) if path is not None else source.name

@@ -13,18 +13,8 @@ import numpy as np
 
 from fishcam.classify.crops import touches_edge
 from fishcam.classify.decide import vote
+from fishcam.config import PolicyConfig
 from fishcam.types import UNCLASSIFIED_LABEL, Detections, Origin, SpeciesCall, TrackSummary
-
-
-@dataclass(frozen=True)
-class LookPolicy:
-    min_box_px: int = 24
-    min_gap_frames: int = 5
-    max_crops_per_track: int = 6
-    settle_votes: int = 3
-    better_view_ratio: float = 1.5
-    edge_margin_px: int = 2
-    max_crops_per_frame: int = 4
 
 
 @dataclass
@@ -44,7 +34,7 @@ class _Track:
 
 
 class TrackLedger:
-    def __init__(self, policy: LookPolicy, classifying: bool = True) -> None:
+    def __init__(self, policy: PolicyConfig, classifying: bool = True) -> None:
         self.policy = policy
         self.classifying = classifying
         self._tracks: dict[int, _Track] = {}

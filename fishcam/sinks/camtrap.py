@@ -21,7 +21,7 @@ from typing import Any
 from fishcam import __version__
 from fishcam.classify.species_list import SpeciesEntry
 from fishcam.errors import ConfigError, SourceError
-from fishcam.sinks.exports import DAMAGED, write_together
+from fishcam.sinks.exports import DAMAGED, RunRecord, write_together
 from fishcam.sinks.files import csv_text, prepare_output_dir
 from fishcam.sinks.run_writer import SUMMARY_NAME
 from fishcam.types import UNCLASSIFIED_LABEL, UNKNOWN_LABEL
@@ -92,12 +92,12 @@ def parse_time(text: str, what: str) -> datetime:
     return moment
 
 
-def deployment_for(run: Any, defaults: dict[str, str]) -> Deployment | str:
+def deployment_for(run: RunRecord, defaults: dict[str, str]) -> Deployment | str:
     """The run's Deployment, or a message naming what is missing for it."""
     values = {**{k: v for k, v in defaults.items() if v not in (None, "")}, **run.metadata}
-    label = run.summary.get("source_path") or run.name
+    label = run.summary.info.source_path or run.name
     missing = [key for key in ("latitude", "longitude") if not values.get(key)]
-    start_text = values.get("start") or run.summary.get("recorded_start")
+    start_text = values.get("start") or run.summary.info.recorded_start
     if not start_text:
         missing.append("start")
     if missing:
@@ -133,14 +133,14 @@ def taxa_index(entries: tuple[SpeciesEntry, ...]) -> dict[str, SpeciesEntry]:
     return {name.casefold(): entry for entry in entries for name in entry.names}
 
 
-def _classified_by(run: Any, origin: str) -> str:
-    model = run.summary.get("models", {}).get(origin, {})
+def _classified_by(run: RunRecord, origin: str) -> str:
+    model = run.summary.info.models.get(origin, {})
     name = Path(str(model.get("weights") or model.get("model") or origin)).name
     digest = f", sha256 {model['sha256'][:12]}" if model.get("sha256") else ""
-    return f"fishcam {run.summary.get('fishcam', __version__)} {origin} model {name}{digest}"
+    return f"fishcam {run.summary.info.fishcam or __version__} {origin} model {name}{digest}"
 
 
-def observation_rows(run: Any, deployment: Deployment, taxa: dict[str, SpeciesEntry]) -> list[list[Any]]:
+def observation_rows(run: RunRecord, deployment: Deployment, taxa: dict[str, SpeciesEntry]) -> list[list[Any]]:
     """One event-level observation per track: the fish, when it was in view, what decided it."""
     rows = []
     classified_at = _classified_at(run)
@@ -170,9 +170,9 @@ def observation_rows(run: Any, deployment: Deployment, taxa: dict[str, SpeciesEn
     return rows
 
 
-def _classified_at(run: Any) -> str:
+def _classified_at(run: RunRecord) -> str:
     """When the models decided: the run's start, as summary.json says it."""
-    text = run.summary.get("started")
+    text = run.summary.info.started
     try:
         return iso(datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z"))
     except ValueError:
@@ -193,17 +193,22 @@ def _utc_date(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).date().isoformat()
 
 
-def _duration_s(run: Any) -> float:
+def _duration_s(run: RunRecord) -> float:
     """How long the recording covers: a file's frames over its rate; a live run's wall time (it
     drops frames, so its frame count says less)."""
-    if run.summary.get("live"):
-        return float(run.summary.get("processing_s") or 0.0)
-    fps = float(run.summary.get("video_fps") or 25)
-    return max(int(run.summary.get("frames") or 0) - 1, 0) / fps
+    figures = run.summary.figures
+    if figures is not None and figures.live:
+        return figures.processing_s
+    fps = run.summary.info.video_fps or 25.0
+    return max(run.summary.frames - 1, 0) / fps
 
 
 def export_camtrap_dp(
-    runs: list[Any], out_dir: Path, defaults: dict[str, str], info: PackageInfo, taxa: tuple[SpeciesEntry, ...] = ()
+    runs: list[RunRecord],
+    out_dir: Path,
+    defaults: dict[str, str],
+    info: PackageInfo,
+    taxa: tuple[SpeciesEntry, ...] = (),
 ) -> list[Path]:
     """Write deployments.csv, media.csv, observations.csv and datapackage.json into ``out_dir``."""
     if info.sampling_design not in SAMPLING_DESIGNS:
@@ -231,13 +236,13 @@ def export_camtrap_dp(
             dep.coordinate_uncertainty if dep.coordinate_uncertainty is not None else "", iso(_floor(dep.start)),
             iso(end), "", dep.camera, "", "", "", "" if dep.depth is None else f"{dep.depth:g}", "", "", "", "",
             "" if info.bait_use is None else str(info.bait_use).lower(), "", "", "", "",
-            f"fishcam run of {run.summary.get('source', run.name)}",
+            f"fishcam run of {run.summary.info.source or run.name}",
         ])  # fmt: skip
-        path = str(run.summary.get("source_path") or run.summary.get("source", ""))
+        path = run.summary.info.source_path or run.summary.info.source or ""
         media.append([
             dep.deployment_id, dep.deployment_id, info.capture_method, iso(_floor(dep.start)), path, "false",
             Path(path).name, mimetypes.guess_type(path)[0] or "video/mp4", "", "",
-            f"{run.summary.get('frames', 0)} frames at {run.summary.get('video_fps', '')} fps",
+            f"{run.summary.frames} frames at {run.summary.info.video_fps or ''} fps",
         ])  # fmt: skip
         observations += observation_rows(run, dep, index)
     prepare_output_dir(out_dir)
@@ -256,7 +261,7 @@ def export_camtrap_dp(
 
 def descriptor(
     deployments: list[Deployment],
-    runs: list[Any],
+    runs: list[RunRecord],
     observations: list[list[Any]],
     taxa: dict[str, SpeciesEntry],
     info: PackageInfo,

@@ -21,7 +21,8 @@ from typing import Any
 from fishcam.errors import OutputError, SourceError
 from fishcam.sinks import EXPORT_FORMATS
 from fishcam.sinks.files import output_problem, prepare_output_dir
-from fishcam.sinks.run_writer import DETECTIONS_NAME, SUMMARY_NAME, TRACKS_NAME
+from fishcam.sinks.run_writer import DETECTIONS_NAME, SUMMARY_NAME, TRACKS_NAME, read_summary
+from fishcam.types import RunStatus, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class RunRecord:
     """What a run folder says: its summary, its tracks by id, and its tracked boxes."""
 
     folder: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     tracks: dict[int, dict[str, str]]
     boxes: list[dict[str, str]]
     metadata: dict[str, str] = field(default_factory=dict)  # a batch manifest's columns
@@ -45,7 +46,7 @@ class RunRecord:
     @property
     def name(self) -> str:
         """The video's name, safe as a file name (an export never writes outside its folder)."""
-        stem = Path(str(self.summary.get("source", self.folder.name))).stem
+        stem = Path(self.summary.info.source or self.folder.name).stem
         return safe_name(stem) or safe_name(self.folder.name) or "run"
 
 
@@ -76,8 +77,6 @@ _BOX_FIELDS = {"frame": int, "track_id": int, "x1": _number, "y1": _number, "x2"
                "confidence": _number}  # fmt: skip
 _KIND_NAMES = {int: "whole number", _number: "number", str: "text"}
 # Summary values the exports read, when present: numbers, texts, and the models' descriptions.
-_SUMMARY_NUMBERS = ("video_fps", "frames", "width", "height", "processing_s")
-_SUMMARY_TEXTS = ("source", "source_path", "recorded_start", "started", "fishcam")
 
 
 def read_runs(folder: Path) -> list[RunRecord]:
@@ -134,9 +133,10 @@ def read_run(folder: Path, metadata: dict[str, str] | None = None) -> RunRecord:
         if int(row["track_id"]) in tracks:
             boxes.append(row)
     summary = _read_summary(folder / SUMMARY_NAME)
-    status = summary.get("status", "finished")  # runs from before the status was written finished
-    if status != "finished":
-        log.warning("%s: the run did not finish (status %s): the export covers what it wrote", folder, status)
+    if summary.status is not RunStatus.FINISHED:
+        log.warning(
+            "%s: the run did not finish (status %s): the export covers what it wrote", folder, summary.status.value
+        )
     return RunRecord(folder, summary, tracks, boxes, dict(metadata or {}))
 
 
@@ -175,25 +175,14 @@ def _row_problem(row: dict[str | None, Any], fields: dict[str, Any]) -> str | No
     return None
 
 
-def _read_summary(path: Path) -> dict[str, Any]:
+def _read_summary(path: Path) -> RunSummary:
     """summary.json, with every value an export reads of the kind it must be."""
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        return read_summary(path)
+    except (OSError, json.JSONDecodeError) as exc:
         raise SourceError(f"{path} is not valid JSON ({exc}); {DAMAGED}") from exc
-    if not isinstance(summary, dict):
-        raise SourceError(f"{path} is not a fishcam summary; {DAMAGED}")
-    for key in _SUMMARY_NUMBERS:
-        value = summary.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise SourceError(f"{path}: {key} is {value!r}, not a number; {DAMAGED}")
-    for key in _SUMMARY_TEXTS:
-        if summary.get(key) is not None and not isinstance(summary[key], str):
-            raise SourceError(f"{path}: {key} is {summary[key]!r}, not text; {DAMAGED}")
-    models = summary.get("models", {})
-    if not isinstance(models, dict) or not all(isinstance(m, dict) for m in models.values()):
-        raise SourceError(f"{path}: models is {models!r}, not the models' descriptions; {DAMAGED}")
-    return summary
+    except ValueError as exc:  # a field that is not of its kind, named
+        raise SourceError(f"{path}: {exc}; {DAMAGED}") from exc
 
 
 def write_together(files: dict[Path, str]) -> None:
@@ -263,19 +252,20 @@ def export_mot(run: RunRecord, out_dir: Path) -> list[Path]:
         lines.append(f"{int(row['frame']) + 1},{int(row['track_id']) + 1},{x + 1:.1f},{y + 1:.1f},{w:.1f},{h:.1f},"
                      f"{float(row['confidence']):.3f},-1,-1,-1")  # fmt: skip
     results = out_dir / f"{run.name}.txt"
-    info = configparser.ConfigParser()
-    info.optionxform = str  # MOT's keys are case-sensitive
-    info["Sequence"] = {
+    info = run.summary.info
+    seq = configparser.ConfigParser()
+    seq.optionxform = str  # type: ignore[assignment,method-assign]  # MOT's keys are case-sensitive
+    seq["Sequence"] = {
         "name": run.name,
         "imDir": "img1",
-        "frameRate": str(run.summary.get("video_fps", 25)),
-        "seqLength": str(run.summary.get("frames", 0)),
-        "imWidth": str(run.summary.get("width", "")),
-        "imHeight": str(run.summary.get("height", "")),
+        "frameRate": str(info.video_fps or 25),
+        "seqLength": str(run.summary.frames),
+        "imWidth": str(info.width or ""),
+        "imHeight": str(info.height or ""),
         "imExt": ".jpg",
     }
     buffer = io.StringIO()
-    info.write(buffer, space_around_delimiters=False)
+    seq.write(buffer, space_around_delimiters=False)
     seqinfo = out_dir / "seqinfo.ini"
     write_together({results: "\n".join(lines) + ("\n" if lines else ""), seqinfo: buffer.getvalue()})
     return [results, seqinfo]
@@ -286,7 +276,7 @@ def export_viame(run: RunRecord, path: Path) -> Path:
     carries the track-level result as VIAME expects."""
     buffer = io.StringIO()
     buffer.write(VIAME_HEADER)
-    buffer.write(f"# metadata,fps: {run.summary.get('video_fps', '')},exported_by: fishcam\n")
+    buffer.write(f"# metadata,fps: {run.summary.info.video_fps or ''},exported_by: fishcam\n")
     writer = csv.writer(buffer, lineterminator="\n")
     by_track: dict[int, list[dict[str, str]]] = defaultdict(list)
     for row in run.boxes:
@@ -307,10 +297,10 @@ def export_coco(run: RunRecord, path: Path) -> Path:
     species = sorted({t["species"] for t in run.tracks.values()})
     category = {name: i + 1 for i, name in enumerate(species)}
     frames = sorted({int(r["frame"]) for r in run.boxes})
-    fps = float(run.summary.get("video_fps", 25) or 25)
+    fps = run.summary.info.video_fps or 25.0
     images = [
         {"id": f + 1, "file_name": f"{run.name}/{f:06d}.jpg", "frame_index": f, "time_s": round(f / fps, 3),
-         "width": run.summary.get("width"), "height": run.summary.get("height")}
+         "width": run.summary.info.width, "height": run.summary.info.height}
         for f in frames
     ]  # fmt: skip
     annotations = []
@@ -324,7 +314,7 @@ def export_coco(run: RunRecord, path: Path) -> Path:
             "species_score": float(track["score"]), "origin": track["origin"],
         })  # fmt: skip
     data = {
-        "info": {"description": f"fishcam run of {run.summary.get('source', run.name)}"},
+        "info": {"description": f"fishcam run of {run.summary.info.source or run.name}"},
         "images": images,
         "annotations": annotations,
         "categories": [{"id": i, "name": name, "supercategory": "fish"} for name, i in category.items()],

@@ -1,8 +1,10 @@
 """The sink of one run: annotated video, detections log, tracks, species counts, summary.
 
 Long runs lose nothing: tracks and counts are rewritten (atomically: a ``kill -9`` leaves the
-last complete version) whenever a track closes and at least every ``flush_interval_s``; the
-detections log is flushed as whole lines at the same interval; the video is fragmented MP4.
+last complete version) every ``flush_interval_s`` when a track has closed since the last time
+(not at every closed track: on a long live run that would rewrite ever longer files for every
+fish); the detections and calls logs are flushed as whole lines at the same interval; the video
+is fragmented MP4.
 
 ``summary.json`` is there from the start and says whether the run is complete: its ``status``
 is ``running`` (rewritten at every flush with the progress so far; after a ``kill -9`` it stays
@@ -14,12 +16,13 @@ cuts the logs back to their last whole row and tries to mark the summary ``faile
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from fishcam.classify.ledger import TrackLedger
 from fishcam.counts import species_counts
@@ -27,7 +30,18 @@ from fishcam.errors import OutputError
 from fishcam.render.overlay import Overlay, label_text
 from fishcam.sinks.files import CallsLog, DetectionsLog, output_problem, write_counts, write_json, write_tracks
 from fishcam.sinks.video import AnnotatedVideo, H264Writer
-from fishcam.types import CallRecord, Detections, Frame, TrackSummary
+from fishcam.types import (
+    CallRecord,
+    Detections,
+    Frame,
+    RunFigures,
+    RunInfo,
+    RunProgress,
+    RunStatus,
+    RunSummary,
+    SpeciesTally,
+    TrackSummary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +52,6 @@ CALLS_NAME = "calls.csv"
 COUNTS_NAME = "species_counts.csv"
 SUMMARY_NAME = "summary.json"
 CONFIG_NAME = "config.yaml"
-
-RUNNING, FINISHED, INTERRUPTED, FAILED = "running", "finished", "interrupted", "failed"
 
 
 class RunWriter:
@@ -57,10 +69,10 @@ class RunWriter:
         max_width: int | None = None,
         detections_log: bool = True,
         flush_interval_s: float = 10.0,
-        info: dict[str, Any] | None = None,
+        info: RunInfo | None = None,
     ) -> None:
         self.out_dir = out_dir
-        self.info = dict(info or {})  # what summary.json says from the start: source, models, ...
+        self.info = info or RunInfo()  # what summary.json says from the start: source, models, ...
         self.tracks: list[TrackSummary] = []
         self.failure: OSError | None = None
         self.frames = 0
@@ -119,8 +131,7 @@ class RunWriter:
 
     def on_track_closed(self, track: TrackSummary) -> None:
         self.tracks.append(track)
-        self._dirty = True
-        self._write(self._flush)
+        self._dirty = True  # on disk at the next flush
 
     def flush(self) -> None:
         """Make what is on disk complete up to now."""
@@ -135,8 +146,8 @@ class RunWriter:
             write_tracks(self.out_dir / TRACKS_NAME, self.tracks)
             write_counts(self.out_dir / COUNTS_NAME, species_counts(self.tracks))
             self._dirty = False
-        progress = {"frames": self.frames, "last_time_s": self.last_time_s, "tracks_closed": len(self.tracks)}
-        write_json(self.out_dir / SUMMARY_NAME, {"status": RUNNING, **self.info, "progress": progress})
+        progress = RunProgress(self.frames, self.last_time_s, len(self.tracks))
+        write_json(self.out_dir / SUMMARY_NAME, RunSummary(RunStatus.RUNNING, self.info, progress=progress).to_json())
         self._last_flush = time.monotonic()
 
     def _abandon(self) -> None:
@@ -147,19 +158,18 @@ class RunWriter:
             if handle is not None:
                 handle.abandon()
 
-    def finish(self, summary: dict[str, Any], status: str = FINISHED, error: str | None = None) -> dict[str, Any]:
+    def finish(
+        self,
+        figures: RunFigures | None,
+        status: RunStatus = RunStatus.FINISHED,
+        error: str | None = None,
+        *,
+        period: str | None = None,
+        rotated: bool = False,
+    ) -> RunSummary:
         """Close the video and logs, write tracks, counts and the final summary. Safe to call once
         after any exit; raises OutputError if the outputs cannot be completed (the summary then
         stays ``running``, or says ``failed`` where it could still be written)."""
-        counts = species_counts(self.tracks)
-        final = {
-            "status": status if self.failure is None else FAILED,
-            "error": error if self.failure is None else output_problem(self.failure, self.out_dir),
-            **self.info,
-            **summary,
-            "tracks": len(self.tracks),
-            "species": {c.species: {"unique": c.unique, "max_n": c.max_n} for c in counts},
-        }
 
         def complete() -> None:
             if self.video is not None:
@@ -173,15 +183,26 @@ class RunWriter:
 
         with contextlib.suppress(OutputError):  # reported below, once the summary has had its chance
             self._write(complete)
-        final["outputs"] = sorted(self._outputs() | {SUMMARY_NAME})
+        counts = species_counts(self.tracks)
+        final = RunSummary(
+            status,
+            self.info,
+            error,
+            figures=figures,
+            period=period,
+            rotated=rotated,
+            tracks=len(self.tracks),
+            species={c.species: SpeciesTally(c.unique, c.max_n) for c in counts},
+            outputs=tuple(sorted(self._outputs() | {SUMMARY_NAME})),
+        )
         if self.failure is None:
-            self._write(lambda: write_json(self.out_dir / SUMMARY_NAME, final))
+            self._write(lambda: write_json(self.out_dir / SUMMARY_NAME, final.to_json()))
             if self.failure is None:
                 return final
-        final["status"], final["error"] = FAILED, output_problem(self.failure, self.out_dir)
+        final = failed(final, output_problem(self.failure, self.out_dir))
         with contextlib.suppress(OSError):  # the last word, if the disk still takes a small file
-            write_json(self.out_dir / SUMMARY_NAME, final)  # (else the summary stays "running")
-        raise OutputError(final["error"]) from self.failure
+            write_json(self.out_dir / SUMMARY_NAME, final.to_json())  # (else the summary stays "running")
+        raise OutputError(final.error) from self.failure
 
     def _outputs(self) -> set[str]:
         try:
@@ -210,7 +231,7 @@ class RotatingWriter:
         period = datetime.fromtimestamp(unix).strftime(self.format)
         if period != self.period or self.current is None:
             if self.current is not None:
-                self.current.finish({"period": self.period, "rotated": True})  # this period is complete
+                self.current.finish(None, period=self.period, rotated=True)  # this period is complete
                 self.tracks_before += len(self.current.tracks)
                 self.finished.append(self.period)
             self.period = period
@@ -231,16 +252,37 @@ class RotatingWriter:
     def on_track_closed(self, track: TrackSummary) -> None:
         self._now_writer().on_track_closed(track)
 
-    def finish(self, summary: dict[str, Any], status: str = FINISHED, error: str | None = None) -> dict[str, Any]:
+    def finish(
+        self, figures: RunFigures | None, status: RunStatus = RunStatus.FINISHED, error: str | None = None
+    ) -> RunSummary:
         writer = self._now_writer()
-        result = writer.finish({**summary, "period": self.period}, status, error)
-        periods = [*self.finished, self.period]
-        overall = {
-            "status": result["status"], "error": result["error"], **writer.info, **summary, "periods": periods,
-            "tracks": self.tracks_before + result["tracks"],
-        }  # fmt: skip
+        result = writer.finish(figures, status, error, period=self.period)
+        overall = RunSummary(
+            result.status,
+            writer.info,
+            result.error,
+            figures=result.figures,
+            periods=(*self.finished, self.period),
+            tracks=self.tracks_before + (result.tracks or 0),
+        )
         try:
-            write_json(self.out_dir / SUMMARY_NAME, overall)
+            write_json(self.out_dir / SUMMARY_NAME, overall.to_json())
         except OSError as exc:
             raise OutputError(output_problem(exc, self.out_dir)) from exc
         return overall
+
+
+def failed(summary: RunSummary, error: str) -> RunSummary:
+    """``summary`` of a run whose outputs could not be completed: status and exit code say so.
+    A run that had failed already keeps its first error, the one reported."""
+    if summary.status is RunStatus.FAILED and summary.error:
+        return summary
+    figures = summary.figures or RunFigures()
+    return replace(
+        summary, status=RunStatus.FAILED, error=error, figures=replace(figures, exit_code=OutputError.exit_code)
+    )
+
+
+def read_summary(path: Path) -> RunSummary:
+    """A run folder's summary.json; ValueError (or OSError) when it cannot be read as one."""
+    return RunSummary.from_json(json.loads(path.read_text(encoding="utf-8")))

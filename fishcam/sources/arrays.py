@@ -11,12 +11,16 @@ from fishcam.types import Frame
 
 
 class ArraySource:
+    live = False
+    recorded_start_unix = None
+
     def __init__(self, images_bgr: Sequence[np.ndarray], fps: float = 25.0, name: str = "arrays") -> None:
         if not len(images_bgr):
             raise ValueError("ArraySource needs at least one image")
         self.images = images_bgr
         self.fps = fps
         self.name = name
+        self.location = name
         self.height, self.width = images_bgr[0].shape[:2]
         self.status = SourceStatus(frames_expected=len(images_bgr))
 

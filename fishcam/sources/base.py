@@ -39,6 +39,9 @@ class Source(Protocol):
     width: int
     height: int
     status: SourceStatus
+    live: bool  # a camera: frames come at its pace, and are dropped rather than waited for
+    location: str  # where the input is: a file or folder's absolute path, a camera's masked URL
+    recorded_start_unix: float | None  # when the recording began, where known
 
     def __iter__(self) -> Iterator[Frame]: ...
 

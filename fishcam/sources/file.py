@@ -28,9 +28,12 @@ log = logging.getLogger(__name__)
 
 
 class VideoFileSource:
+    live = False
+
     def __init__(self, path: Path, max_read_failures: int = 50) -> None:
         self.path = Path(path)
         self.name = self.path.name
+        self.location = str(self.path.resolve())
         self.max_read_failures = max_read_failures
         check_readable(self.path)
         # Damage is reported once in the run summary, not as FFmpeg's line per broken packet.

@@ -56,8 +56,12 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str]:
 
 
 class ImageFolderSource:
+    live = False
+    recorded_start_unix = None
+
     def __init__(self, folder: Path, fps: float = 1.0) -> None:
         self.folder = Path(folder)
+        self.location = str(self.folder.resolve())
         self.name = self.folder.name
         self.fps = fps
         self.files = list_images(self.folder)

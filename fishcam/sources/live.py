@@ -136,12 +136,16 @@ class LiveSource:
     """A camera as a Source. Iteration blocks until the next new frame and ends on ``stop()``
     or when ``retries`` reconnects in a row have failed."""
 
+    live = True
+
     def __init__(self, spec: str, config: LiveConfig, connect: bool = True) -> None:
         """Connects at once unless ``connect`` is False: then :meth:`connect` does, and
         :meth:`stop` from another thread meanwhile ends its retries."""
         self.config = config
         self._url = expand_secrets(spec)
         self.name = mask_url(spec)
+        self.location = self.name
+        self.recorded_start_unix: float | None = None
         self.health = LiveHealth()
         self.status = SourceStatus()
         self._cond = threading.Condition()

@@ -60,7 +60,7 @@ def test_slow_fallback_in_the_background_labels_tracks_without_slowing_frames(tm
         ["Pterois volitans", "0.8000", "fallback"],
         ["cod", "0.9000", "expert"],
     ]
-    fallback_calls = summary["calls"]["fallback"]
+    fallback_calls = summary.figures.calls["fallback"]
     # Done in line, each fallback call would cost 0.3 s of frame loop; in the background they overlap it.
     assert fallback_calls >= 2 and elapsed < 0.3 * fallback_calls + 2.0
     calls = (tmp_path / "calls.csv").read_text().splitlines()
@@ -92,6 +92,7 @@ def test_live_streams_classify_at_most_the_live_budget_per_frame(tmp_path):
 
     class LiveArrays(ArraySource):  # a stream: it keeps live health counters
         health = LiveHealth()
+        live = True
 
     fish = [
         {"colour": RED, "start": 0, "end": 29, "xy": (10 + 70 * i, 20 + 40 * i), "v": (1, 0), "wh": (40, 24)}

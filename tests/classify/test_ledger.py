@@ -1,9 +1,10 @@
 import numpy as np
 
-from fishcam.classify.ledger import LookPolicy, TrackLedger
+from fishcam.classify.ledger import TrackLedger
+from fishcam.config import PolicyConfig
 from fishcam.types import Detections, Origin, SpeciesCall
 
-POLICY = LookPolicy(min_box_px=10, min_gap_frames=3, max_crops_per_track=4, settle_votes=2, better_view_ratio=2.0)
+POLICY = PolicyConfig(min_box_px=10, min_gap_frames=3, max_crops_per_track=4, settle_votes=2, better_view_ratio=2.0)
 
 
 def dets(boxes, ids):
@@ -74,7 +75,7 @@ def test_count_only_tracks_are_unclassified():
 
 
 def test_frame_budget_serves_new_tracks_first_then_bigger_views():
-    ledger = TrackLedger(LookPolicy(min_box_px=10, min_gap_frames=0, max_crops_per_frame=2))
+    ledger = TrackLedger(PolicyConfig(min_box_px=10, min_gap_frames=0, max_crops_per_frame=2))
     d = dets([[10, 10, 40, 40], [50, 50, 100, 100], [120, 120, 140, 140]], [1, 2, 3])
     ledger.update(0, 0.0, d)
     assert ledger.select(0, d, 200, 200).tolist() == [1, 0]  # biggest first, two at most

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from builders import SAMPLES, TEST_DETECTOR, ColourModel
 
-from fishcam.app.cameras import camera_name, parse_cameras
 from fishcam.app.cli import main
 from fishcam.app.run import Components, build_components, components_sharing_models, run
 from fishcam.classify.caller import SpeciesCaller
@@ -25,6 +24,7 @@ from fishcam.detect.scripted import ScriptedDetector
 from fishcam.errors import ConfigError, Terminated
 from fishcam.pipeline import Stop
 from fishcam.sources.base import SourceStatus
+from fishcam.sources.cameras import camera_name, parse_cameras
 from fishcam.types import Frame
 
 OUTPUTS = {"annotated.mp4", "tracks.csv", "species_counts.csv", "detections.csv", "calls.csv", "summary.json"}
@@ -228,6 +228,7 @@ class EndlessSource:
     """Frames forever, like a camera (without its reader thread)."""
 
     name, fps, width, height = "endless", 25.0, 64, 48
+    live, location, recorded_start_unix = True, "endless", None
 
     def __init__(self):
         self.status = SourceStatus()
@@ -256,5 +257,5 @@ def test_a_stop_from_another_thread_ends_a_run_as_sigterm_would(tmp_path):
 
     threading.Thread(target=stop_once_frames_flow, daemon=True).start()
     code, summary = run(source, config, tmp_path, Components(ScriptedDetector({}), None), stop=stop)
-    assert code == 143 and summary["error"] == "terminated (SIGTERM)" and summary["frames"] > 0
+    assert code == 143 and summary.error == "terminated (SIGTERM)" and summary.frames > 0
     assert json.loads((tmp_path / "summary.json").read_text())["exit_code"] == 143

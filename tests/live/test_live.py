@@ -57,8 +57,7 @@ class Recorder:
 
 
 def run_pipeline(source, detector, sink, seconds, stop_when=None):
-    from fishcam.classify.ledger import LookPolicy
-    from fishcam.config import TrackerConfig
+    from fishcam.config import PolicyConfig, TrackerConfig
     from fishcam.pipeline import LoopSettings, Pipeline
     from fishcam.track.bytetrack import ByteTracker
 
@@ -69,7 +68,7 @@ def run_pipeline(source, detector, sink, seconds, stop_when=None):
                 return
 
     pipeline = Pipeline(
-        detector, ByteTracker(TrackerConfig(), source.fps), None, LookPolicy(), LoopSettings(max_duration_s=seconds)
+        detector, ByteTracker(TrackerConfig(), source.fps), None, PolicyConfig(), LoopSettings(max_duration_s=seconds)
     )
     try:
         return pipeline.run(frames(), source.fps, sink)
@@ -128,12 +127,12 @@ def test_reconnects_through_server_restarts_and_closes_tracks_at_each_outage(rts
     code, summary = run(source, config, tmp_path, Components(yolo(), None))
     chaos.join()
     assert code == 0
-    assert summary["live"]["reconnects"] == 3 and summary["live"]["segments"] == 4
+    assert summary.figures.live["reconnects"] == 3 and summary.figures.live["segments"] == 4
     with (tmp_path / "tracks.csv").open() as handle:
         tracks = list(csv.DictReader(handle))
     assert len(tracks) >= 4 * 3  # every streamed segment produced its own, closed tracks
     with av.open(str(tmp_path / "annotated.mp4")) as container:
-        assert sum(1 for _ in container.decode(video=0)) == summary["frames"]
+        assert sum(1 for _ in container.decode(video=0)) == summary.frames
 
 
 def test_watchdog_notices_a_stalled_server_and_nothing_hangs(rtsp_server):
@@ -354,9 +353,9 @@ def test_health_is_logged_at_an_interval_and_summarised(rtsp_server, tmp_path, c
     assert code == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("health:")]
     assert len(lines) >= 2 and "input" in lines[0] and "dropped" in lines[0] and "reconnects 0" in lines[0]
-    live = summary["live"]
+    live = summary.figures.live
     # The server queues frames while the client connects: the first second arrives as a burst.
-    assert 15 < live["input_fps"] < 50 and live["frames_processed"] == summary["frames"]
+    assert 15 < live["input_fps"] < 50 and live["frames_processed"] == summary.frames
     # Every decoded frame was processed or counted as dropped (one may wait in the slot, one hit the end).
     assert 0 <= live["frames_in"] - live["dropped"] - live["frames_processed"] <= 2
     assert live["latency_ms"]["p50"] < 500 and live["reconnects"] == 0

@@ -44,7 +44,7 @@ def test_mjpeg_over_http_runs_through_the_pipeline(mjpeg_url, tmp_path):
     source = open_source(mjpeg_url, config.source.model_copy(update={"live": LiveConfig(read_timeout_s=3)}))
     assert (source.width, source.height) == (640, 480)
     code, summary = run(source, config, tmp_path, Components(_motion(config), None))
-    assert code == 0 and summary["frames"] > 30 and summary["live"]["input_fps"] > 15
+    assert code == 0 and summary.frames > 30 and summary.figures.live["input_fps"] > 15
 
 
 def test_a_camera_that_resends_its_last_picture_is_stalled(tmp_path):

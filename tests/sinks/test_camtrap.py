@@ -182,9 +182,14 @@ def test_a_deployment_lasts_the_files_frames_or_the_streams_wall_time():
     from types import SimpleNamespace
 
     from fishcam.sinks.camtrap import _duration_s
+    from fishcam.types import RunSummary
 
-    video = SimpleNamespace(summary={"frames": 201, "video_fps": 25.0, "processing_s": 3.0, "live": None})
+    video = SimpleNamespace(
+        summary=RunSummary.from_json({"frames": 201, "video_fps": 25.0, "processing_s": 3.0, "live": None})
+    )
     stream = SimpleNamespace(
-        summary={"frames": 900, "video_fps": 25.0, "processing_s": 60.0, "live": {"drop_rate": 0.4}}
+        summary=RunSummary.from_json(
+            {"frames": 900, "video_fps": 25.0, "processing_s": 60.0, "live": {"drop_rate": 0.4}}
+        )
     )
     assert (_duration_s(video), _duration_s(stream)) == (8.0, 60.0)  # a stream drops frames: its clock counts
