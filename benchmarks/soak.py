@@ -47,7 +47,8 @@ def main() -> None:
     import builders
     from conftest import RtspServer
 
-    from fishcam.app.run import build_components, run
+    from fishcam.app.compose import build_components
+    from fishcam.app.run import run
     from fishcam.config import load_config
     from fishcam.sources.live import LiveSource
 

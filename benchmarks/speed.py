@@ -160,7 +160,8 @@ def run_naive(clip: Path, args: argparse.Namespace) -> dict:
 def run_fishcam(clip: Path, args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:
     import tempfile
 
-    from fishcam.app.run import build_components, run
+    from fishcam.app.compose import build_components
+    from fishcam.app.run import run
     from fishcam.config import load_config
     from fishcam.sources import open_source
 

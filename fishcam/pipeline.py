@@ -16,10 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
-from fishcam.classify.caller import SpeciesCaller
 from fishcam.classify.crops import crop
-from fishcam.classify.lagged import LaggedCalls
 from fishcam.classify.ledger import TrackLedger
+from fishcam.classify.service import ServiceSettings, SpeciesModels, SpeciesService
 from fishcam.config import PolicyConfig
 from fishcam.detect.base import Detector
 from fishcam.types import CallRecord, Detections, Frame, TrackSummary
@@ -55,6 +54,8 @@ class LoopStats:
     stage_s: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(("read", "detect", "track", "classify", "output"), 0.0)
     )
+    # Species calls by who decided: expert / fallback / unknown, and the fallback's load.
+    calls: dict[str, int] = field(default_factory=dict)
     # Live frames: seconds from capture to written output, the most recent ones.
     latencies_s: deque = field(default_factory=lambda: deque(maxlen=20000))
 
@@ -87,6 +88,9 @@ class LoopSettings:
     answer_lag_frames: int | None = None
     species_workers: int = 1  # threads running the species models, each on species_threads torch threads
     species_threads: int | None = None
+    background_fallback: bool = False  # the fallback on its own thread (live): answers come frames later
+    fallback_queue: int = 16
+    fallback_batch: int = 8
 
 
 class Stop:
@@ -116,15 +120,15 @@ class Pipeline:
         self,
         detector: Detector,
         tracker: Tracker,
-        caller: SpeciesCaller | None,
+        species: SpeciesModels | None,
         policy: PolicyConfig,
         settings: LoopSettings,
     ) -> None:
         self.detector = detector
         self.tracker = tracker
-        self.caller = caller
+        self.species = species
         self.settings = settings
-        self.ledger = TrackLedger(policy, classifying=caller is not None)
+        self.ledger = TrackLedger(policy, classifying=species is not None)
         self.stats = LoopStats()
         lag = settings.answer_lag_frames
         self.lag = policy.min_gap_frames if lag is None else min(lag, policy.min_gap_frames)
@@ -149,9 +153,15 @@ class Pipeline:
         clock = time.perf_counter
         stage = self.stats.stage_s
         frames = iter(frames)
-        species = None
-        if self.caller is not None:
-            species = LaggedCalls(self.caller, self.lag, s.species_workers, s.species_threads)
+        service = None
+        if self.species is not None:
+            service = SpeciesService(
+                self.species,
+                ServiceSettings(
+                    self.lag, s.species_workers, s.species_threads, s.background_fallback, s.fallback_queue,
+                    s.fallback_batch,
+                ),
+            )  # fmt: skip
         try:
             while True:
                 t0 = clock()
@@ -183,12 +193,12 @@ class Pipeline:
                     stage["track"] += clock() - t2
                     self.stats.detected_frames += 1
                 t3 = clock()
-                if species is not None:
+                if service is not None:
                     # The answers due now go onto their tracks before the ledger picks new looks.
-                    calls = self._answered(species.answers(frame.index))
+                    calls = self._resolve(service.answers(frame.index))
                     if detected:
-                        self._ask(species, frame, last)
-                calls += self._collect()
+                        self._ask(service, frame, last)
+                    calls += self._resolve(service.arrived())
                 stage["classify"] += clock() - t3
                 t4 = clock()
                 if calls:
@@ -207,13 +217,9 @@ class Pipeline:
                 if s.max_frames is not None and self.stats.frames >= s.max_frames:
                     break
         finally:
-            if species is not None:
-                answered = self._answered(species.drain())
-                species.close()
-                if answered:
-                    sink.on_calls(answered)
-            if self.caller is not None:
-                final = self._resolve(self.caller.finish())
+            if service is not None:
+                final = self._resolve(service.finish())
+                self.stats.calls = dict(service.counts)
                 if final:
                     sink.on_calls(final)
             self._close(self.ledger.close_all(), sink)
@@ -228,18 +234,15 @@ class Pipeline:
             self.stats.closed_tracks += 1
             sink.on_track_closed(track)
 
-    def _collect(self) -> list[CallRecord]:
-        return self._resolve(self.caller.collect()) if self.caller is not None else []
-
     def _resolve(self, answers: list) -> list[CallRecord]:
-        """Late (background fallback) answers onto their tracks; keys are (track, frame, time)."""
+        """Answers onto their tracks; keys are (track, frame, time)."""
         records = []
         for (track_id, frame_index, time_s), call in answers:
             if self.ledger.resolve(track_id, call):
                 records.append(CallRecord(frame_index, time_s, track_id, call))
         return records
 
-    def _ask(self, species: LaggedCalls, frame: Frame, detections: Detections) -> None:
+    def _ask(self, service: SpeciesService, frame: Frame, detections: Detections) -> None:
         """Send the crops the ledger wants looked at; each look is pending until answered."""
         chosen = self.ledger.select(frame.index, detections, frame.width, frame.height)
         if len(chosen) == 0:
@@ -254,10 +257,5 @@ class Pipeline:
             track_id = int(detections.track_id[row])
             self.ledger.observe(track_id, frame.index, None, float(detections.area[row]))
             keys.append((track_id, frame.index, frame.time_s))
-        species.ask(frame.index, [crops[i] for i in keep], keys)
+        service.ask(frame.index, [crops[i] for i in keep], keys)
         self.stats.crops_classified += len(keep)
-
-    def _answered(self, answers: list) -> list[CallRecord]:
-        """The species models' answers onto their tracks; a None answer went on to the
-        background fallback and stays pending."""
-        return self._resolve([(key, call) for key, call in answers if call is not None])

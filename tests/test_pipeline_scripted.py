@@ -12,8 +12,9 @@ from builders import ColourModel, colour_scene
 
 import fishcam.app.run
 import fishcam.pipeline
-from fishcam.app.run import Components, run
-from fishcam.classify.caller import SpeciesCaller
+from fishcam.app.compose import Components
+from fishcam.app.run import run
+from fishcam.classify.service import SpeciesModels
 from fishcam.config import PolicyConfig, load_config
 from fishcam.detect.scripted import ScriptedDetector
 from fishcam.sources.arrays import ArraySource
@@ -37,9 +38,9 @@ def scripted_run(tmp_path):
     images, script = colour_scene(FISH, frames=60)
     expert = ColourModel(["cod", "hake"], {RED: [0.9, 0.1], GREEN: [0.55, 0.45], BLUE: [0.5, 0.5]})
     fallback = ColourModel(["Pterois volitans", "Gadus morhua"], {GREEN: [0.8, 0.2], BLUE: [0.45, 0.55]})
-    caller = SpeciesCaller(expert, fallback, expert_threshold=0.7, fallback_threshold=0.6)
+    species = SpeciesModels(expert, fallback, expert_threshold=0.7, fallback_threshold=0.6)
     config = load_config(None, ["render.video=false"])
-    code, summary = run(ArraySource(images, fps=10.0), config, tmp_path, Components(ScriptedDetector(script), caller))
+    code, summary = run(ArraySource(images, fps=10.0), config, tmp_path, Components(ScriptedDetector(script), species))
     return code, summary, tmp_path, expert, fallback
 
 
@@ -75,7 +76,7 @@ def test_counts_and_max_n_are_exact(scripted_run):
 def test_expert_threshold_comes_from_the_manifest_unless_set(tmp_path, convnext_checkpoint):
     import json
 
-    from fishcam.app.run import build_caller
+    from fishcam.app.compose import build_species_models
     from fishcam.models.expert_spec import PUBLISHED_LABELS
 
     manifest = tmp_path / "expert.json"
@@ -83,14 +84,14 @@ def test_expert_threshold_comes_from_the_manifest_unless_set(tmp_path, convnext_
         "architecture": "torchvision:convnext_tiny", "head": "classifier.2", "weights": str(convnext_checkpoint),
         "labels": list(PUBLISHED_LABELS), "fallback_threshold": 0.83,
     }))  # fmt: skip
-    caller, described = build_caller(load_config(None, [f"classify.expert.weights={manifest}"]))
-    assert caller.expert_threshold == 0.83 == described["expert"]["threshold"]
-    caller, _ = build_caller(
+    species, described = build_species_models(load_config(None, [f"classify.expert.weights={manifest}"]))
+    assert species.expert_threshold == 0.83 == described["expert"]["threshold"]
+    species, _ = build_species_models(
         load_config(None, [f"classify.expert.weights={manifest}", "classify.expert.threshold=0.5"])
     )
-    assert caller.expert_threshold == 0.5
-    caller, _ = build_caller(load_config(None, [f"classify.expert.weights={convnext_checkpoint}"]))
-    assert caller.expert_threshold == 0.6
+    assert species.expert_threshold == 0.5
+    species, _ = build_species_models(load_config(None, [f"classify.expert.weights={convnext_checkpoint}"]))
+    assert species.expert_threshold == 0.6
 
 
 class SlowModel(ColourModel):
@@ -111,12 +112,12 @@ def run_scene(out, lag, seed):
     images, script = colour_scene(FISH, frames=60)
     expert = SlowModel(["cod", "hake"], {RED: [0.9, 0.1], GREEN: [0.55, 0.45], BLUE: [0.5, 0.5]}, seed=seed)
     fallback = ColourModel(["Pterois volitans", "Gadus morhua"], {GREEN: [0.8, 0.2], BLUE: [0.45, 0.55]})
-    caller = SpeciesCaller(expert, fallback, expert_threshold=0.7, fallback_threshold=0.6)
+    species = SpeciesModels(expert, fallback, expert_threshold=0.7, fallback_threshold=0.6)
     config = load_config(None, ["render.video=false", "classify.policy.min_gap_frames=4"])
     settings = fishcam.app.run.LoopSettings
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fishcam.app.run, "LoopSettings", lambda **kw: settings(**{**kw, "answer_lag_frames": lag}))
-        code, summary = run(ArraySource(images, fps=10.0), config, out, Components(ScriptedDetector(script), caller))
+        code, summary = run(ArraySource(images, fps=10.0), config, out, Components(ScriptedDetector(script), species))
     assert code == 0
     return summary, expert
 
@@ -148,10 +149,10 @@ def test_a_species_model_error_ends_the_run_with_its_message(tmp_path):
             raise RuntimeError("expert exploded")
 
     images, script = colour_scene(FISH, frames=60)
-    caller = SpeciesCaller(Broken(["cod"], {}), None, expert_threshold=0.7, fallback_threshold=0.6)
+    species = SpeciesModels(Broken(["cod"], {}), None, expert_threshold=0.7, fallback_threshold=0.6)
     with pytest.raises(RuntimeError, match="expert exploded"):
         run(ArraySource(images, fps=10.0), load_config(None, ["render.video=false"]), tmp_path,
-            Components(ScriptedDetector(script), caller))  # fmt: skip
+            Components(ScriptedDetector(script), species))  # fmt: skip
     assert (tmp_path / "summary.json").exists() and (tmp_path / "tracks.csv").exists()
 
 
@@ -171,9 +172,9 @@ def test_on_a_cpu_two_species_workers_split_the_torch_threads(tmp_path):
     before = torch.get_num_threads()
     images, script = colour_scene(FISH, frames=60)
     expert = Recording(["cod", "hake"], {RED: [0.9, 0.1], GREEN: [0.55, 0.45], BLUE: [0.5, 0.5]})
-    caller = SpeciesCaller(expert, None, expert_threshold=0.7, fallback_threshold=0.6)
+    species = SpeciesModels(expert, None, expert_threshold=0.7, fallback_threshold=0.6)
     code, _ = run(ArraySource(images, fps=10.0), load_config(None, ["render.video=false"]), tmp_path,
-                  Components(ScriptedDetector(script), caller))  # fmt: skip
+                  Components(ScriptedDetector(script), species))  # fmt: skip
     assert code == 0
     assert {threads for _, threads in expert.seen} == {max(1, before // 2)}
     assert threading.get_ident() not in {ident for ident, _ in expert.seen}

@@ -152,7 +152,7 @@ def _worker_init(config_data: dict[str, Any]) -> None:
     that dies in its initializer breaks the whole pool; this one reports it for each video."""
     global _components, _load_error, _components_key
     from fishcam import runtime
-    from fishcam.app.run import build_components
+    from fishcam.app.compose import build_components
 
     runtime.setup()  # a spawned worker or Ray actor does not inherit the in-process part
     _components, _load_error, _components_key = None, None, _config_key(config_data)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fishcam.app.run import Components, components_sharing_models, run
+from fishcam.app.compose import Components, components_sharing_models
+from fishcam.app.run import run
 from fishcam.config import Config
 from fishcam.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, FishcamError, Terminated, exit_code_for
 from fishcam.pipeline import Stop

@@ -23,16 +23,15 @@ def classify_images(paths: list[Path], config: Config) -> list[dict[str, Any]]:
         if image is None:
             raise SourceError(f"{path} is not an image OpenCV can read")
         images.append(image)
-    from fishcam.app.run import build_caller, check_models
+    from fishcam.app.compose import build_species_models, check_models
 
     config = config.model_copy(deep=True)
     config.detector.kind = "motion"  # classify needs no detector
     config.classify.enabled = True
     check_models(config)
-    caller, _ = build_caller(config)
-    calls = caller.call(images)
-    expert = caller.expert
-    top = caller.last_expert_probs  # the expert ran once, inside call()
+    models, _ = build_species_models(config)
+    calls, top = models.classify(images)
+    expert = models.expert
     rows = []
     for i, (path, call) in enumerate(zip(paths, calls, strict=True)):
         row: dict[str, Any] = {

@@ -182,7 +182,8 @@ class _JsonFormatter(logging.Formatter):
 def _cmd_run(args: argparse.Namespace, config) -> int:
     if len(args.source) > 1:
         return _cmd_run_cameras(args, config)
-    from fishcam.app.run import build_components, run
+    from fishcam.app.compose import build_components
+    from fishcam.app.run import run
     from fishcam.progress import RunProgress
     from fishcam.sinks.files import prepare_output_dir
     from fishcam.sources import open_source
@@ -209,7 +210,7 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
 def _cmd_run_cameras(args: argparse.Namespace, config) -> int:
     """Several live cameras at once, one thread each, into OUT/<name>/ (see fishcam.app.cameras)."""
     from fishcam.app.cameras import run_cameras
-    from fishcam.app.run import build_components
+    from fishcam.app.compose import build_components
     from fishcam.sinks.files import prepare_output_dir
     from fishcam.sources.cameras import parse_cameras
 

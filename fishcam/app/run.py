@@ -6,23 +6,22 @@ once with a message naming every missing file.
 
 from __future__ import annotations
 
-import copy
 import logging
 import platform
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from fishcam import __version__
-from fishcam.classify.caller import SpeciesCaller
+from fishcam.app.compose import Components
+from fishcam.classify.service import SpeciesModels
 from fishcam.config import Config
-from fishcam.detect.base import Detector, reset_detector
-from fishcam.errors import FishcamError, MissingModelError, OutputError, SourceError, Terminated, exit_code_for
+from fishcam.detect.base import reset_detector
+from fishcam.errors import FishcamError, OutputError, SourceError, Terminated, exit_code_for
 from fishcam.health import HealthLog
-from fishcam.models import hub
 from fishcam.pipeline import LoopSettings, LoopStats, Pipeline, Stop
 from fishcam.render.overlay import Overlay
 from fishcam.sinks.files import output_problem, prepare_output_dir, write_atomic
@@ -37,131 +36,16 @@ log = logging.getLogger(__name__)
 DEFAULT_EXPERT_THRESHOLD = 0.6
 
 
-@dataclass
-class Components:
-    """The models of a run, built once (and reusable across runs in one process)."""
-
-    detector: Detector
-    caller: SpeciesCaller | None
-    described: dict[str, Any] = field(default_factory=dict)
-
-
-def check_models(config: Config) -> None:
-    """Raise one MissingModelError naming every model the config needs and this machine lacks."""
-    if config.classify.enabled and config.classify.fallback.species_list:
-        from fishcam.classify.species_list import read_species_list
-
-        read_species_list(config.classify.fallback.species_list)  # a bad list is a config error, first
-    wanted = []
-    if config.detector.kind == "yolo":
-        wanted.append(("detector", config.detector.weights))
-    if config.classify.enabled:
-        wanted.append(("expert", config.classify.expert.weights))
-        if config.classify.fallback.species_list:
-            wanted.append(("fallback", config.classify.fallback.model))
-    missing = []
-    for role, ref in wanted:
-        if role == "expert" and ref.lower().endswith((".json", ".yaml", ".yml")):
-            from fishcam.models.expert_spec import read_manifest
-
-            ref = read_manifest(Path(ref)).weights
-        try:
-            hub.resolve(ref, role)
-        except MissingModelError as exc:
-            missing.append(str(exc))
-    if missing:
-        detail = " | ".join(missing)
-        raise MissingModelError(
-            f"{len(missing)} model(s) missing: {detail}. To run without species models, use "
-            f"--config configs/count-only.yaml (motion detector, no classifier)"
-        )
-
-
-def build_components(config: Config) -> Components:
-    check_models(config)
-    described: dict[str, Any] = {}
-    detector = build_detector(config)
-    described["detector"] = detector.describe()
-    caller = None
-    if config.classify.enabled:
-        caller, models = build_caller(config)
-        described.update(models)
-    else:
-        log.info("species classification is off (classify.enabled=false): tracks are counted, not named")
-    # The tracking and drawing libraries take most of a second to import: now, with the models,
-    # not at the first video's first frame.
-    import supervision  # noqa: F401
-    import trackers  # noqa: F401
-
-    return Components(detector, caller, described)
-
-
-def build_detector(config: Config) -> Detector:
-    if config.detector.kind == "motion":
-        from fishcam.detect.motion import MotionDetector
-
-        return MotionDetector(config.detector.motion)
-    from fishcam.detect.yolo import YoloDetector
-
-    return YoloDetector(config.detector)
-
-
-def components_sharing_models(components: Components, config: Config) -> Components:
-    """Components for one more source processed at the same time as ``components``' (several
-    cameras, one process): a detector of its own (detectors keep state and are not thread-safe)
-    and a caller of its own (counts, background worker, waiting answers are per run) over the
-    same species models, loaded once."""
-    detector = build_detector(config)
-    described = copy.deepcopy(components.described)
-    described["detector"] = detector.describe()
-    caller = components.caller
-    if caller is not None:
-        caller = SpeciesCaller(caller.expert, caller.fallback, caller.expert_threshold, caller.fallback_threshold)
-    return Components(detector, caller, described)
-
-
-def build_caller(config: Config) -> tuple[SpeciesCaller, dict[str, Any]]:
-    from fishcam.classify.expert import ExpertClassifier
-    from fishcam.models.expert_spec import expert_spec_for
-
-    cfg = config.classify
-    expert = ExpertClassifier(
-        expert_spec_for(cfg.expert.weights),
-        cfg.expert.device,
-        cfg.expert.batch_size,
-        cfg.expert.precision,
-        cfg.expert.backend,
-    )
-    described: dict[str, Any] = {"expert": expert.describe()}
-    fallback = None
-    if cfg.fallback.species_list:
-        from fishcam.classify.fallback import ZeroShotFallback
-        from fishcam.classify.species_list import read_species_list
-
-        species = read_species_list(cfg.fallback.species_list)
-        fallback = ZeroShotFallback(
-            cfg.fallback.model, species, cfg.fallback.templates, cfg.fallback.device, cfg.fallback.batch_size
-        )
-        described["fallback"] = fallback.describe()
-    else:
-        log.info("no fallback: classify.fallback.species_list is not set, so unsure expert calls become 'unknown'")
-    threshold = cfg.expert.threshold
-    if threshold is None:  # the threshold `fishcam train` measured on its validation split, if any
-        threshold = float(expert.spec.extra.get("fallback_threshold", DEFAULT_EXPERT_THRESHOLD))
-    described["expert"]["threshold"] = threshold
-    return SpeciesCaller(expert, fallback, threshold, cfg.fallback.threshold), described
-
-
 def build_pipeline(source: Source, config: Config, components: Components) -> Pipeline:
     """The frame loop for ``source``: its tracker, look policy and loop settings from ``config``."""
-    policy = config.classify.policy
+    policy, fallback = config.classify.policy, config.classify.fallback
     budget = policy.max_crops_per_frame
     if source.live:  # each expert crop costs tens of ms on a CPU: few per frame keep live latency low
         budget = min(budget, policy.live_max_crops_per_frame)
     return Pipeline(
         components.detector,
         ByteTracker(config.tracker, frame_rate=source.fps / config.detector.stride),
-        components.caller,
+        components.species,
         policy.model_copy(update={"max_crops_per_frame": budget}),
         LoopSettings(
             stride=config.detector.stride,
@@ -169,7 +53,10 @@ def build_pipeline(source: Source, config: Config, components: Components) -> Pi
             crop_padding=policy.crop_padding,
             max_frames=config.source.max_frames,
             max_duration_s=config.source.duration_s,
-            **species_threads(components.caller),
+            background_fallback=fallback.background is True or (fallback.background == "auto" and source.live),
+            fallback_queue=fallback.queue_size,
+            fallback_batch=fallback.batch_size,
+            **species_threads(components.species),
         ),
     )
 
@@ -228,9 +115,6 @@ def _open(
     reset_detector(components.detector)  # components are reused across videos (batch)
     pipeline = build_pipeline(source, config, components)
     live = source.live
-    fallback = config.classify.fallback
-    if components.caller is not None and (fallback.background is True or (fallback.background == "auto" and live)):
-        components.caller.run_fallback_in_background(fallback.queue_size, fallback.batch_size)
     overlay = Overlay(config.render.thickness, config.render.text_scale) if config.render.video else None
     info = RunInfo(  # what summary.json says from the first moment: a reader knows what is being made
         fishcam=__version__,
@@ -306,7 +190,7 @@ def _finish(opened: _OpenRun, ending: _Ending, components: Components) -> tuple[
         processing_s=round(stats.elapsed_s, 3),
         processing_fps=round(stats.fps, 2),
         crops_classified=stats.crops_classified,
-        calls=dict(components.caller.counts) if components.caller else {},
+        calls=stats.calls,
         live=opened.health.summary(stats),
     )
     failure = error if state is RunStatus.FAILED and error is not None else None
@@ -326,6 +210,17 @@ def _finish(opened: _OpenRun, ending: _Ending, components: Components) -> tuple[
     return code, summary
 
 
+def species_threads(species: SpeciesModels | None) -> dict[str, Any]:
+    """How the species models run beside the frame loop. On a CPU: two workers splitting the
+    torch threads between them (on 2 cores: 1.88 cores busy instead of 1.78, +6 % fps with 20
+    fish); on a GPU: one."""
+    if species is None or not species.device.startswith("cpu"):
+        return {}
+    import torch
+
+    return {"species_workers": 2, "species_threads": max(1, torch.get_num_threads() // 2)}
+
+
 def _state_of(error: BaseException | None, gave_up: bool, warnings: list[str]) -> tuple[RunStatus, str | None]:
     """What summary.json says of how a run ended: its status and why."""
     if isinstance(error, Terminated):
@@ -339,18 +234,6 @@ def _state_of(error: BaseException | None, gave_up: bool, warnings: list[str]) -
     if gave_up:
         return RunStatus.FAILED, "the source gave up: " + "; ".join(warnings)
     return RunStatus.FINISHED, None
-
-
-def species_threads(caller: SpeciesCaller | None) -> dict[str, Any]:
-    """How the species models run beside the frame loop. On a CPU: two workers splitting the
-    torch threads between them (on 2 cores: 1.88 cores busy instead of 1.78, +6 % fps with 20
-    fish); on a GPU: one."""
-    expert = getattr(caller, "expert", None)
-    if caller is None or not str(getattr(expert, "device", "cpu")).startswith("cpu"):
-        return {}
-    import torch
-
-    return {"species_workers": 2, "species_threads": max(1, torch.get_num_threads() // 2)}
 
 
 def _iso(unix: float | None) -> str | None:

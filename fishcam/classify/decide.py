@@ -19,6 +19,19 @@ def expert_call(probs: np.ndarray, labels: Sequence[str], threshold: float) -> S
     return None
 
 
+def route(
+    expert_probs: np.ndarray | None, expert_labels: Sequence[str], threshold: float, has_fallback: bool
+) -> SpeciesCall | None:
+    """Who decides a crop: the expert's call when it is sure; None when the fallback must decide
+    (the expert is unsure, or there is no expert); else ``unknown`` with the expert's best guess."""
+    if expert_probs is None:
+        return None if has_fallback else SpeciesCall(UNKNOWN_LABEL, 0.0, Origin.UNKNOWN)
+    call = expert_call(expert_probs, expert_labels, threshold)
+    if call is not None or has_fallback:
+        return call
+    return unsure_call(expert_probs, expert_labels)
+
+
 def fallback_call(probs: np.ndarray, labels: Sequence[str], threshold: float) -> SpeciesCall:
     """The fallback's call, or ``unknown`` (keeping its best guess) when it is unsure too."""
     best = int(np.argmax(probs))

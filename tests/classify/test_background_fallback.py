@@ -5,9 +5,9 @@ import time
 import numpy as np
 from builders import ColourModel, colour_scene
 
-from fishcam.app.run import Components, run
-from fishcam.classify.caller import SpeciesCaller
-from fishcam.classify.worker import ModelWorker
+from fishcam.app.compose import Components
+from fishcam.app.run import run
+from fishcam.classify.service import FallbackQueue, SpeciesModels
 from fishcam.config import load_config
 from fishcam.detect.scripted import ScriptedDetector
 from fishcam.sources.arrays import ArraySource
@@ -27,7 +27,7 @@ class Slow(ColourModel):
 
 def test_worker_answers_later_and_refuses_when_full():
     model = Slow(["a", "b"], {RED: [0.9, 0.1]}, delay_s=0.2)
-    worker = ModelWorker(model, max_pending=2, batch_size=1)
+    worker = FallbackQueue(model, max_pending=2, batch_size=1)
     crop = np.zeros((8, 8, 3), np.uint8)
     crop[:] = RED
     started = time.monotonic()
@@ -49,10 +49,10 @@ def test_slow_fallback_in_the_background_labels_tracks_without_slowing_frames(tm
     images, script = colour_scene(fish, frames=60)
     expert = ColourModel(["cod", "hake"], {RED: [0.9, 0.1], GREEN: [0.5, 0.5]})
     fallback = Slow(["Pterois volitans", "Gadus morhua"], {GREEN: [0.8, 0.2]}, delay_s=0.3)
-    caller = SpeciesCaller(expert, fallback, expert_threshold=0.7, fallback_threshold=0.6)
+    species = SpeciesModels(expert, fallback, expert_threshold=0.7, fallback_threshold=0.6)
     config = load_config(None, ["render.video=false", "classify.fallback.background=true"])
     started = time.monotonic()
-    code, summary = run(ArraySource(images, fps=10.0), config, tmp_path, Components(ScriptedDetector(script), caller))
+    code, summary = run(ArraySource(images, fps=10.0), config, tmp_path, Components(ScriptedDetector(script), species))
     elapsed = time.monotonic() - started
     assert code == 0
     tracks = (tmp_path / "tracks.csv").read_text().splitlines()[1:]
@@ -78,7 +78,7 @@ def test_the_worker_runs_below_the_frame_loop_in_cpu_priority():
             seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
             return super().predict(crops_bgr)
 
-    worker = ModelWorker(Probe(["a", "b"], {RED: [0.9, 0.1]}), max_pending=2, batch_size=1)
+    worker = FallbackQueue(Probe(["a", "b"], {RED: [0.9, 0.1]}), max_pending=2, batch_size=1)
     worker.submit(0, np.zeros((8, 8, 3), np.uint8))
     worker.wait(5)
     worker.close()
@@ -102,9 +102,9 @@ def test_live_streams_classify_at_most_the_live_budget_per_frame(tmp_path):
     per_frame = {}
     for name, source, budget in (("file", ArraySource, 4), ("live", LiveArrays, 1)):
         expert = ColourModel(["cod", "hake"], {RED: [0.9, 0.1]})
-        caller = SpeciesCaller(expert, None, expert_threshold=0.7, fallback_threshold=0.6)
+        species = SpeciesModels(expert, None, expert_threshold=0.7, fallback_threshold=0.6)
         config = load_config(None, ["render.video=false", "classify.policy.max_crops_per_frame=4"])
-        run(source(images, fps=10.0), config, tmp_path / name, Components(ScriptedDetector(script), caller))
+        run(source(images, fps=10.0), config, tmp_path / name, Components(ScriptedDetector(script), species))
         frames = [line.split(",")[0] for line in (tmp_path / name / "calls.csv").read_text().splitlines()[1:]]
         per_frame[name] = max(frames.count(f) for f in set(frames))
         assert per_frame[name] <= budget

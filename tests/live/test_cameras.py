@@ -17,8 +17,9 @@ import pytest
 from builders import SAMPLES, TEST_DETECTOR, ColourModel
 
 from fishcam.app.cli import main
-from fishcam.app.run import Components, build_components, components_sharing_models, run
-from fishcam.classify.caller import SpeciesCaller
+from fishcam.app.compose import Components, build_components, components_sharing_models
+from fishcam.app.run import run
+from fishcam.classify.service import ServiceSettings, SpeciesModels, SpeciesService
 from fishcam.config import load_config
 from fishcam.detect.scripted import ScriptedDetector
 from fishcam.errors import ConfigError, Terminated
@@ -189,23 +190,26 @@ def test_camera_names_and_source_lists(monkeypatch):
         parse_cameras(["..=rtsp://10.0.0.5/1", "rtsp://10.0.0.6/1"])
 
 
-def test_cameras_share_the_species_models_but_not_detectors_or_callers():
+def test_cameras_share_the_species_models_but_not_detectors_or_species_services():
     config = load_config(None, [f"detector.weights={TEST_DETECTOR}", "detector.image_size=320"])
     first = build_components(load_config(None, [f"detector.weights={TEST_DETECTOR}", "classify.enabled=false"]))
     expert = ColourModel(["cod", "hake"], {(0, 0, 255): [0.9, 0.1]})
     fallback = ColourModel(["Gadus morhua"], {(0, 0, 255): [1.0]})
-    first.caller = SpeciesCaller(expert, fallback, expert_threshold=0.7, fallback_threshold=0.3)
+    first.species = SpeciesModels(expert, fallback, expert_threshold=0.7, fallback_threshold=0.3)
     second = components_sharing_models(first, config)
     assert type(second.detector) is type(first.detector) and second.detector is not first.detector
     assert second.detector._model is not first.detector._model  # Ultralytics models are not thread-safe
-    assert second.caller is not first.caller
-    assert second.caller.expert is expert and second.caller.fallback is fallback
-    assert (second.caller.expert_threshold, second.caller.fallback_threshold) == (0.7, 0.3)
-    # Per-run state is each camera's own: counts and the background fallback worker.
-    first.caller.run_fallback_in_background(4, 2)
-    assert second.caller.worker is None and second.caller.counts is not first.caller.counts
-    first.caller.finish()
-    assert components_sharing_models(Components(first.detector, None), config).caller is None
+    assert second.species is first.species  # loaded once; immutable
+    # Per-run state (counts, threads, the background fallback's queue) is each run's own service.
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[:] = (0, 0, 255)
+    one = SpeciesService(first.species, ServiceSettings(background_fallback=True))
+    other = SpeciesService(second.species)
+    one.ask(0, [red, red], ["a", "b"])
+    assert [key for key, _ in one.answers(0)] == ["a", "b"] and other.finish() == []
+    one.finish()
+    assert one.counts["expert"] == 2 and other.counts["expert"] == 0
+    assert components_sharing_models(Components(first.detector, None), config).species is None
 
 
 @pytest.mark.model
@@ -218,8 +222,7 @@ def test_real_species_models_load_once_for_every_camera(convnext_checkpoint, tin
     first = build_components(config)
     others = [components_sharing_models(first, config) for _ in range(2)]
     for other in others:
-        assert other.detector is not first.detector and other.caller is not first.caller
-        assert other.caller.expert is first.caller.expert and other.caller.fallback is first.caller.fallback
+        assert other.detector is not first.detector and other.species is first.species
         assert other.described["expert"] == first.described["expert"]
     assert others[0].detector is not others[1].detector
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from builders import TEST_DETECTOR, read_ground_truth
 
-from fishcam.app.run import Components, run
+from fishcam.app.compose import Components
+from fishcam.app.run import run
 from fishcam.config import LiveConfig, load_config
 from fishcam.errors import SourceError
 from fishcam.sources.live import LiveSource, expand_secrets, mask_url

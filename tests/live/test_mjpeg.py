@@ -9,7 +9,8 @@ import cv2
 import pytest
 from builders import SAMPLES
 
-from fishcam.app.run import Components, run
+from fishcam.app.compose import Components
+from fishcam.app.run import run
 from fishcam.config import LiveConfig, load_config
 from fishcam.sources import open_source
 

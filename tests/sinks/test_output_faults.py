@@ -169,7 +169,8 @@ def test_interrupted_and_finished_runs_say_so(tmp_path, capsys):
 
 def test_an_unexpected_error_is_recorded_as_failed(tmp_path, monkeypatch):
     """A bug mid-run: the error is raised, and the folder says the run failed and why."""
-    from fishcam.app.run import build_components, run
+    from fishcam.app.compose import build_components
+    from fishcam.app.run import run
     from fishcam.config import load_config
     from fishcam.detect.motion import MotionDetector
     from fishcam.sources import open_source

@@ -1,0 +1,135 @@
+"""Composition: the models a config asks for, built once per process and shared by its runs.
+
+Models are checked before any frame is read, so an offline machine missing a model stops at
+once with a message naming every missing file.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fishcam.classify.service import SpeciesModels
+from fishcam.config import Config
+from fishcam.detect.base import Detector
+from fishcam.errors import MissingModelError
+from fishcam.models import hub
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERT_THRESHOLD = 0.6
+
+
+@dataclass
+class Components:
+    """The models of a run, built once (and reusable across runs in one process)."""
+
+    detector: Detector
+    species: SpeciesModels | None
+    described: dict[str, Any] = field(default_factory=dict)
+
+
+def check_models(config: Config) -> None:
+    """Raise one MissingModelError naming every model the config needs and this machine lacks."""
+    if config.classify.enabled and config.classify.fallback.species_list:
+        from fishcam.classify.species_list import read_species_list
+
+        read_species_list(config.classify.fallback.species_list)  # a bad list is a config error, first
+    wanted = []
+    if config.detector.kind == "yolo":
+        wanted.append(("detector", config.detector.weights))
+    if config.classify.enabled:
+        wanted.append(("expert", config.classify.expert.weights))
+        if config.classify.fallback.species_list:
+            wanted.append(("fallback", config.classify.fallback.model))
+    missing = []
+    for role, ref in wanted:
+        if role == "expert" and ref.lower().endswith((".json", ".yaml", ".yml")):
+            from fishcam.models.expert_spec import read_manifest
+
+            ref = read_manifest(Path(ref)).weights
+        try:
+            hub.resolve(ref, role)
+        except MissingModelError as exc:
+            missing.append(str(exc))
+    if missing:
+        detail = " | ".join(missing)
+        raise MissingModelError(
+            f"{len(missing)} model(s) missing: {detail}. To run without species models, use "
+            f"--config configs/count-only.yaml (motion detector, no classifier)"
+        )
+
+
+def build_components(config: Config) -> Components:
+    check_models(config)
+    described: dict[str, Any] = {}
+    detector = build_detector(config)
+    described["detector"] = detector.describe()
+    species = None
+    if config.classify.enabled:
+        species, models = build_species_models(config)
+        described.update(models)
+    else:
+        log.info("species classification is off (classify.enabled=false): tracks are counted, not named")
+    # The tracking and drawing libraries take most of a second to import: now, with the models,
+    # not at the first video's first frame.
+    import supervision  # noqa: F401
+    import trackers  # noqa: F401
+
+    return Components(detector, species, described)
+
+
+def build_detector(config: Config) -> Detector:
+    if config.detector.kind == "motion":
+        from fishcam.detect.motion import MotionDetector
+
+        return MotionDetector(config.detector.motion)
+    from fishcam.detect.yolo import YoloDetector
+
+    return YoloDetector(config.detector)
+
+
+def components_sharing_models(components: Components, config: Config) -> Components:
+    """Components for one more source processed at the same time as ``components``' (several
+    cameras, one process): a detector of its own (detectors keep state and are not thread-safe)
+    over the same species models, loaded once (each run has its own species service: counts,
+    threads and waiting answers)."""
+    detector = build_detector(config)
+    described = copy.deepcopy(components.described)
+    described["detector"] = detector.describe()
+    return Components(detector, components.species, described)
+
+
+def build_species_models(config: Config) -> tuple[SpeciesModels, dict[str, Any]]:
+    from fishcam.classify.expert import ExpertClassifier
+    from fishcam.models.expert_spec import expert_spec_for
+
+    cfg = config.classify
+    expert = ExpertClassifier(
+        expert_spec_for(cfg.expert.weights),
+        cfg.expert.device,
+        cfg.expert.batch_size,
+        cfg.expert.precision,
+        cfg.expert.backend,
+    )
+    described: dict[str, Any] = {"expert": expert.describe()}
+    fallback = None
+    if cfg.fallback.species_list:
+        from fishcam.classify.fallback import ZeroShotFallback
+        from fishcam.classify.species_list import read_species_list
+
+        species = read_species_list(cfg.fallback.species_list)
+        fallback = ZeroShotFallback(
+            cfg.fallback.model, species, cfg.fallback.templates, cfg.fallback.device, cfg.fallback.batch_size
+        )
+        described["fallback"] = fallback.describe()
+    else:
+        log.info("no fallback: classify.fallback.species_list is not set, so unsure expert calls become 'unknown'")
+    threshold = cfg.expert.threshold
+    if threshold is None:  # the threshold `fishcam train` measured on its validation split, if any
+        threshold = float(expert.spec.extra.get("fallback_threshold", DEFAULT_EXPERT_THRESHOLD))
+    described["expert"]["threshold"] = threshold
+    return SpeciesModels(expert, fallback, threshold, cfg.fallback.threshold), described
