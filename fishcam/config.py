@@ -243,22 +243,32 @@ class Config(ConfigDocument):
     output: OutputConfig = OutputConfig()
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML file (or the defaults), apply ``key.path=value`` overrides, validate."""
-    return load_validated(Config, path, overrides)
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, values: dict[str, Any] | None = None
+) -> Config:
+    """Read a YAML file (or the defaults), apply ``key.path=value`` overrides (YAML values, as
+    ``--set`` gives them), then ``values`` (typed, by dotted key: what command-line flags set), validate."""
+    return load_validated(Config, path, overrides, values)
 
 
 def validate_config(data: dict[str, Any], origin: str = "config") -> Config:
     return validate_as(Config, data, origin)
 
 
-def load_validated(model: type[M], path: str | Path | None = None, overrides: list[str] | None = None) -> M:
+def load_validated(
+    model: type[M],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> M:
     """Any config model (``Config``, ``TrainConfig``): YAML file or defaults, dotted overrides, validation."""
     data: dict[str, Any] = {}
     if path is not None:
         data = _read_yaml(Path(path))
     for item in overrides or []:
         _apply_override(data, item)
+    for key, value in (values or {}).items():
+        _set(data, key, value)
     return validate_as(model, data, origin=str(path) if path else "defaults")
 
 
@@ -292,7 +302,11 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    parts = key.strip().split(".")
+    _set(data, key.strip(), value)
+
+
+def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})

@@ -131,14 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_export(args)
         from fishcam.config import load_config
 
-        overrides = list(args.overrides)
-        if args.species is not None:
-            overrides.append(f"classify.fallback.species_list={args.species}")
-        if getattr(args, "duration", None) is not None:
-            overrides.append(f"source.duration_s={args.duration}")
-        if getattr(args, "max_frames", None) is not None:
-            overrides.append(f"source.max_frames={args.max_frames}")
-        config = load_config(args.config, overrides)
+        flags = {  # typed values from flags, applied after --set: a flag says what it means
+            "classify.fallback.species_list": str(args.species) if args.species is not None else None,
+            "source.duration_s": getattr(args, "duration", None),
+            "source.max_frames": getattr(args, "max_frames", None),
+        }
+        config = load_config(args.config, args.overrides, {k: v for k, v in flags.items() if v is not None})
         if args.command == "run":
             return _cmd_run(args, config)
         if args.command == "classify":
@@ -257,33 +255,31 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _camtrap_options(args: argparse.Namespace, runs: list) -> dict:
-    import yaml
-
     from fishcam.classify.species_list import read_species_list
+    from fishcam.config import load_config, validate_as
     from fishcam.sinks.camtrap import PackageInfo
+    from fishcam.sinks.run_writer import CONFIG_NAME
 
     if args.start and len(runs) > 1:
         raise ConfigError("--start is one video's start: for a batch give a 'start' column in its manifest")
     taxa_path = args.taxa
-    if taxa_path is None:  # the species list the run's fallback used names species scientifically
-        config_file = runs[0].folder / "config.yaml"
+    config_file = runs[0].folder / CONFIG_NAME
+    if taxa_path is None and config_file.is_file():  # the run's fallback list names species scientifically
         try:
-            saved = (yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else None) or {}
-            listed = ((saved.get("classify") or {}).get("fallback") or {}).get("species_list")
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as exc:
+            listed = load_config(config_file).classify.fallback.species_list
+        except (OSError, UnicodeDecodeError, ConfigError) as exc:
             raise SourceError(
                 f"{config_file} is damaged ({str(exc).splitlines()[0]}): give the species list with --taxa"
             ) from exc
         taxa_path = Path(listed) if listed and Path(listed).is_file() else None
     defaults = {"latitude": args.latitude, "longitude": args.longitude, "start": args.start, "site": args.site,
                 "depth": args.depth}  # fmt: skip
-    info = PackageInfo(
-        title=args.title,
-        contributor=args.contributor,
-        sampling_design=args.sampling_design,
-        capture_method=args.capture_method,
-        bait_use=None if args.bait is None else args.bait == "yes",
-    )
+    info = validate_as(
+        PackageInfo,
+        {"title": args.title, "contributor": args.contributor, "sampling_design": args.sampling_design,
+         "capture_method": args.capture_method, "bait_use": None if args.bait is None else args.bait == "yes"},
+        origin="command line",
+    )  # fmt: skip
     return {"defaults": defaults, "info": info, "taxa": read_species_list(taxa_path) if taxa_path else ()}
 
 

@@ -16,7 +16,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from fishcam import __version__
 from fishcam.classify.species_list import SpeciesEntry
@@ -28,8 +30,10 @@ from fishcam.types import UNCLASSIFIED_LABEL, UNKNOWN_LABEL
 
 VERSION_URL = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0"
 PROFILE = f"{VERSION_URL}/camtrap-dp-profile.json"
-SAMPLING_DESIGNS = ("simpleRandom", "systematicRandom", "clusteredRandom", "experimental", "targeted", "opportunistic")
-CAPTURE_METHODS = ("activityDetection", "timeLapse")
+SamplingDesign = Literal[
+    "simpleRandom", "systematicRandom", "clusteredRandom", "experimental", "targeted", "opportunistic"
+]  # fmt: skip
+CaptureMethod = Literal["activityDetection", "timeLapse"]
 
 DEPLOYMENT_COLUMNS = (
     "deploymentID", "locationID", "locationName", "latitude", "longitude", "coordinateUncertainty",
@@ -50,15 +54,16 @@ OBSERVATION_COLUMNS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class PackageInfo:
-    """What the package says about itself; the command line fills it in."""
+class PackageInfo(BaseModel):
+    """What the package says about itself; the command line fills it in (validated as config is)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     title: str = "fishcam species observations"
     contributor: str = ""  # default: the user running the export
-    sampling_design: str = "opportunistic"
+    sampling_design: SamplingDesign = "opportunistic"
     # A recording camera samples continuously, not on triggers: timeLapse is the closer term.
-    capture_method: str = "timeLapse"
+    capture_method: CaptureMethod = "timeLapse"
     bait_use: bool | None = None
 
 
@@ -211,10 +216,6 @@ def export_camtrap_dp(
     taxa: tuple[SpeciesEntry, ...] = (),
 ) -> list[Path]:
     """Write deployments.csv, media.csv, observations.csv and datapackage.json into ``out_dir``."""
-    if info.sampling_design not in SAMPLING_DESIGNS:
-        raise ConfigError(f"sampling design {info.sampling_design!r}: choose from {', '.join(SAMPLING_DESIGNS)}")
-    if info.capture_method not in CAPTURE_METHODS:
-        raise ConfigError(f"capture method {info.capture_method!r}: choose from {', '.join(CAPTURE_METHODS)}")
     placed = [(run, deployment_for(run, defaults)) for run in runs]
     problems = [d for _, d in placed if isinstance(d, str)]
     if problems:
