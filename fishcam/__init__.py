@@ -1,11 +1,31 @@
-"""fishcam: which fish are in underwater video, tracked and counted per species."""
+"""fishcam: which fish are in underwater video, tracked and counted per species.
 
-import os as _os
+Importing fishcam changes nothing in the process; process settings (threads, environment,
+telemetry off) are ``fishcam.runtime.setup()``'s, which the commands, the model loaders and the
+functions below call. The public API (docs/api.md) is loaded on first use, so ``import fishcam``
+stays instant and imports no model library.
+"""
 
-# torch's OpenMP threads otherwise spin for a while after each operator, taking the cores from
-# the detector's OpenVINO threads, the decoder and the encoder that share them: passive waiting
-# measured +8 % fps on the 20-fish 1080p benchmark (2 cores). Set before torch is imported; a
-# value the user set wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "process_video": "fishcam.api",
+    "load_models": "fishcam.api",
+    "load_config": "fishcam.api",
+    "Config": "fishcam.config",
+    "RunSummary": "fishcam.types",
+    "SpeciesTally": "fishcam.types",
+    "FishcamError": "fishcam.errors",
+}
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'fishcam' has no attribute {name!r}")
