@@ -8,9 +8,8 @@ import csv
 import json
 import logging
 import math
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from fishcam import __version__
 from fishcam.classify.expert import build_architecture
-from fishcam.classify.preprocess import to_batch
-from fishcam.errors import DatasetError, TrainingError, UnsafeCheckpointError
-from fishcam.models.checkpoint import load_state_dict, torch_load_tensors
+from fishcam.errors import DatasetError, TrainingError
+from fishcam.models.checkpoint import load_state_dict
 from fishcam.models.devices import pick_device
-from fishcam.models.expert_spec import Preprocess
+from fishcam.models.expert_spec import ExpertSpec
 from fishcam.train import balance, evaluate
 from fishcam.train.config import TrainConfig
-from fishcam.train.data import Sample, Splits, load_splits, read_image
+from fishcam.train.data import Sample, Splits, load_splits
 from fishcam.train.export import export_expert
+from fishcam.train.loop import Bar, EvalSet, TrainSet, guard_memory
 from fishcam.train.model import expert_spec, head_module, initialise
+from fishcam.train.state import EpochRecord, TrainingState, ValScores, atomic_save, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ CHECKPOINT = "checkpoints/last.pt"
 BEST = "checkpoints/best.pth"
 # Settings that change how a run executes but not what it learns: a resume may change them.
 RESUMABLE_CHANGES = {"device", "num_workers", "eval_batch_size"}
+
+__all__ = ["BEST", "CHECKPOINT", "TrainResult", "load_checkpoint", "train"]
 
 
 @dataclass
@@ -47,50 +49,11 @@ class TrainResult:
     best_val_macro_f1: float
     test: dict[str, Any] | None
     fallback: dict[str, Any]
-    history: list[dict[str, Any]]
-    baseline: dict[str, float]
+    history: list[dict[str, Any]]  # the rows of history.csv
+    baseline: dict[str, float]  # validation scores before training
 
 
-class _TrainSet(Dataset):
-    """The balanced epoch's images: background removed with probability p, augmented, then
-    prepared exactly as ``fishcam run`` prepares crops."""
-
-    def __init__(self, samples, labels, pre: Preprocess, cfg: TrainConfig, remover) -> None:
-        self.samples, self.pre, self.cfg, self.remover = samples, pre, cfg, remover
-        self.index = {label: i for i, label in enumerate(labels)}
-        self.order: list[int] = []
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, position: int):
-        sample = self.samples[self.order[position]]
-        image = read_image(sample.path)
-        if image is None:
-            raise DatasetError(f"{sample.path} can no longer be read")
-        rng = balance.sample_rng(self.cfg.seed, self.epoch, position)
-        if self.remover is not None and rng.random() < self.cfg.balance.rembg.probability:
-            image = self.remover.remove(sample.path, image)
-        image = balance.augment(image, self.cfg.balance.augment, rng)
-        return torch.from_numpy(to_batch([image], self.pre)[0]), self.index[sample.label]
-
-
-class _EvalSet(Dataset):
-    def __init__(self, samples: list[Sample], pre: Preprocess) -> None:
-        self.samples, self.pre = samples, pre
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        image = read_image(self.samples[i].path)
-        if image is None:
-            raise DatasetError(f"{self.samples[i].path} can no longer be read")
-        return torch.from_numpy(to_batch([image], self.pre)[0])
-
-
-EpochHook = Callable[[dict[str, Any]], None]
+EpochHook = Callable[[dict[str, Any]], None]  # called with each finished epoch's history row
 
 
 def train(
@@ -101,20 +64,46 @@ def train(
     show_progress: bool = True,
     on_epoch_end: EpochHook | None = None,
 ) -> TrainResult:
+    """Train an expert on ``data`` into ``out_dir`` (reports, checkpoints, the exported expert);
+    ``resume`` continues the interrupted run there. ``on_epoch_end`` gets each history row."""
     out_dir = Path(out_dir)
-    checkpoint_path = out_dir / CHECKPOINT
-    saved: dict[str, Any] | None = None
-    if resume:
-        if not checkpoint_path.is_file():
-            raise TrainingError(f"nothing to resume: {checkpoint_path} does not exist")
-        saved = load_checkpoint(checkpoint_path)
-        _check_same_config(saved["config"], cfg.to_dict())
-    elif checkpoint_path.is_file():
-        raise TrainingError(f"{out_dir} holds a training run: add --resume to continue it, or choose another --out")
+    saved = _previous_run(out_dir, cfg, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
+    run, balance_report, initialised = _set_up(data, out_dir, cfg, saved, show_progress)
+    state = saved if saved is not None else TrainingState(cfg.to_dict(), initialised)
+    if state.baseline is None:
+        state.baseline = run.baseline()
+    for stage, epochs in ((1, cfg.stage1.epochs), (2, cfg.stage2.epochs)):
+        if stage >= state.stage and epochs > 0:
+            _run_stage(run, state, stage, epochs, on_epoch_end)
+    if state.epoch == 0 or not (out_dir / BEST).is_file():
+        raise TrainingError("no epoch was trained: set stage1.epochs or stage2.epochs above 0")
+    return _finish(run, state, balance_report)
+
+
+# ---- the steps of a run --------------------------------------------------------------------
+
+
+def _previous_run(out_dir: Path, cfg: TrainConfig, resume: bool) -> TrainingState | None:
+    """The interrupted run to continue (``--resume``), checked against ``cfg``; None for a new run."""
+    checkpoint_path = out_dir / CHECKPOINT
+    if not resume:
+        if checkpoint_path.is_file():
+            raise TrainingError(f"{out_dir} holds a training run: add --resume to continue it, or choose another --out")
+        return None
+    if not checkpoint_path.is_file():
+        raise TrainingError(f"nothing to resume: {checkpoint_path} does not exist")
+    saved = load_checkpoint(checkpoint_path)
+    _check_same_config(saved.config, cfg.to_dict())
+    return saved
+
+
+def _set_up(
+    data: Path, out_dir: Path, cfg: TrainConfig, saved: TrainingState | None, show_progress: bool
+) -> tuple[_Run, dict[str, Any], str]:
+    """Data, class balance, background removal and the model: everything an epoch needs."""
     device = pick_device(cfg.device)
     amp = device.startswith("cuda") and cfg.amp in (True, "auto")
-
     splits = _prepare_data(data, out_dir, cfg, resumed=saved is not None)
     if not splits.val:
         raise DatasetError("no validation images: set data.val_fraction above 0 or give a val/ split")
@@ -123,109 +112,100 @@ def train(
     _write_json(out_dir / "balance_report.json", balance_report)
     _log_balance(plans)
     remover = balance.BackgroundRemover(cfg.balance.rembg) if cfg.balance.rembg.probability > 0 else None
-
-    pre = cfg.preprocess.spec()
-    spec = expert_spec(cfg.model, splits.labels, pre)
-    torch.manual_seed(cfg.seed)
-    model = build_architecture(spec)
-    initialised = initialise(model, spec, cfg.model) if saved is None else saved["initialised"]
+    model, spec, initialised = _build_model(cfg, splits.labels, saved)
     model.to(device)
     run = _Run(model, spec, cfg, device, amp, splits, plans, remover, out_dir, show_progress)
-    state = _fresh_state(cfg, initialised) if saved is None else saved
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        log.info(
-            "resuming after stage %d epoch %d (%d epochs done)", saved["stage"], saved["stage_epoch"], saved["epoch"]
-        )
-
-    if "baseline" not in state:
-        # Where training starts from: what stage 1 must improve on.
-        state["baseline"] = run.val_scores(run.predict(run.val_loader, "validation before training"))
-        log.info(
-            "before training: val acc %.3f, val macro-F1 %.3f", state["baseline"]["val_accuracy"],
-            state["baseline"]["val_macro_f1"],
-        )  # fmt: skip
-    stages = ((1, cfg.stage1.epochs), (2, cfg.stage2.epochs))
-    for stage, epochs in stages:
-        if stage < state["stage"] or epochs == 0:
-            continue
-        continuing = stage == state["stage"] and state["stage_epoch"] > 0
-        optimizer, scheduler = run.stage_optimizer(stage)
-        if continuing:
-            optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None:
-                scheduler.load_state_dict(state["scheduler"])
-            if state["scaler"]:
-                run.scaler.load_state_dict(state["scaler"])
-        else:
-            state.update(stage=stage, stage_epoch=0, stale=0)
-        run.set_stage(stage)
-        while not _stage_done(state, epochs, cfg):
-            record = run.epoch(stage, state, epochs, optimizer)
-            if scheduler is not None:
-                scheduler.step()
-            state["stage_epoch"] += 1
-            state["epoch"] += 1
-            improved = record["val_macro_f1"] > state["best_f1"] + cfg.early_stopping.min_delta
-            if improved:
-                state.update(best_f1=record["val_macro_f1"], best_epoch=state["epoch"], stale=0)
-                _atomic_save(model.state_dict(), out_dir / BEST)
-            else:
-                state["stale"] += 1
-            record["best"] = improved
-            state["history"].append(record)
-            _log_epoch(record, epochs)
-            _write_history(out_dir, state["history"])
-            state.update(
-                model=model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict() if scheduler is not None else None,
-                scaler=run.scaler.state_dict() if amp else {},
-            )
-            _atomic_save(state, checkpoint_path)
-            if on_epoch_end is not None:
-                on_epoch_end(record)
-        if cfg.early_stopping.patience and state["stale"] >= cfg.early_stopping.patience:
-            log.info("stage %d stopped early: no better validation macro-F1 for %d epochs", stage, state["stale"])
-        state["stage"] = stage + 1  # a resume after this point starts the next stage
-        state["stage_epoch"] = 0
-    if state["epoch"] == 0 or not (out_dir / BEST).is_file():
-        raise TrainingError("no epoch was trained: set stage1.epochs or stage2.epochs above 0")
-    return _finish(run, state, out_dir, balance_report)
+    return run, balance_report, initialised
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        state = torch_load_tensors(path)  # a payload is refused as unsafe, naming the file
-    except UnsafeCheckpointError:
-        raise
-    except Exception as exc:  # a damaged file of any kind: say which and what to do
-        raise TrainingError(f"{path} cannot be read ({exc}); start again without --resume") from exc
-    if not isinstance(state, dict):
-        raise TrainingError(f"{path} is not a fishcam training checkpoint; start again without --resume")
-    return state
+def _build_model(
+    cfg: TrainConfig, labels: tuple[str, ...], saved: TrainingState | None
+) -> tuple[torch.nn.Module, ExpertSpec, str]:
+    """The architecture with ImageNet weights (a new run) or the interrupted run's weights."""
+    spec = expert_spec(cfg.model, labels, cfg.preprocess.spec())
+    torch.manual_seed(cfg.seed)
+    model = build_architecture(spec)
+    if saved is None:
+        return model, spec, initialise(model, spec, cfg.model)
+    model.load_state_dict(saved.model)
+    log.info("resuming after stage %d epoch %d (%d epochs done)", saved.stage, saved.stage_epoch, saved.epoch)
+    return model, spec, saved.initialised
+
+
+def _run_stage(run: _Run, state: TrainingState, stage: int, epochs: int, on_epoch_end: EpochHook | None) -> None:
+    """The stage's epochs from where ``state`` stands, until done or stopped early."""
+    optimizer, scheduler = run.stage_optimizer(stage)
+    if stage == state.stage and state.stage_epoch > 0:
+        _restore_optimizers(run, state, optimizer, scheduler)
+    else:
+        state.stage, state.stage_epoch, state.stale = stage, 0, 0
+    run.set_stage(stage)
+    patience = run.cfg.early_stopping.patience
+    while not state.stage_done(epochs, patience):
+        record = run.epoch(stage, state, epochs, optimizer)
+        if scheduler is not None:
+            scheduler.step()
+        _choose_best(run, state, record, epochs)
+        _checkpoint(run, state, optimizer, scheduler)
+        if on_epoch_end is not None:
+            on_epoch_end(record.row())
+    if patience and state.stale >= patience:
+        log.info("stage %d stopped early: no better validation macro-F1 for %d epochs", stage, state.stale)
+    state.stage, state.stage_epoch = stage + 1, 0  # a resume after this point starts the next stage
+
+
+def _restore_optimizers(run: _Run, state: TrainingState, optimizer, scheduler) -> None:
+    """Continue an interrupted stage: its optimizer, LR schedule and loss scaler as they were."""
+    optimizer.load_state_dict(state.optimizer)
+    if scheduler is not None:
+        scheduler.load_state_dict(state.scheduler)
+    if state.scaler:
+        run.scaler.load_state_dict(state.scaler)
+
+
+def _choose_best(run: _Run, state: TrainingState, record: EpochRecord, epochs: int) -> None:
+    """Count the epoch; the best by validation macro-F1 so far is saved as the one to export."""
+    if state.record(record, run.cfg.early_stopping.min_delta):
+        atomic_save(run.model.state_dict(), run.out_dir / BEST)
+    _log_epoch(record, epochs)
+    _write_history(run.out_dir, state.history)
+
+
+def _checkpoint(run: _Run, state: TrainingState, optimizer, scheduler) -> None:
+    """Everything a resume needs, after every epoch."""
+    state.model = run.model.state_dict()
+    state.optimizer = optimizer.state_dict()
+    state.scheduler = scheduler.state_dict() if scheduler is not None else None
+    state.scaler = run.scaler.state_dict() if run.amp else {}
+    save_checkpoint(state, run.out_dir / CHECKPOINT)
 
 
 class _Run:
     """What one training run needs per epoch: the model, its stages' optimizers and the data."""
 
-    def __init__(self, model, spec, cfg, device, amp, splits, plans, remover, out_dir, show_progress) -> None:
+    def __init__(
+        self, model: torch.nn.Module, spec: ExpertSpec, cfg: TrainConfig, device: str, amp: bool, splits: Splits,
+        plans: list[balance.ClassPlan], remover: balance.BackgroundRemover | None, out_dir: Path, show_progress: bool,
+    ) -> None:  # fmt: skip
         self.model, self.spec, self.cfg, self.device, self.amp = model, spec, cfg, device, amp
         self.splits, self.plans, self.out_dir, self.show_progress = splits, plans, out_dir, show_progress
         self.head = head_module(model, spec)
         head_ids = {id(p) for p in self.head.parameters()}
         self.head_params = list(self.head.parameters())
         self.backbone_params = [p for p in model.parameters() if id(p) not in head_ids]
-        self.train_set = _TrainSet(splits.train, splits.labels, spec.preprocess, cfg, remover)
-        self.val_loader = self._loader(_EvalSet(splits.val, spec.preprocess), cfg.eval_batch_size)
+        self.train_set = TrainSet(splits.train, splits.labels, spec.preprocess, cfg, remover)
+        self.val_loader = self.eval_loader(splits.val)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
         self.stage = 1
 
-    def _loader(self, dataset, batch_size: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int) -> DataLoader:
         return DataLoader(
             dataset, batch_size=batch_size, shuffle=False, num_workers=self.cfg.num_workers,
             pin_memory=self.device.startswith("cuda"), persistent_workers=False,
         )  # fmt: skip
+
+    def eval_loader(self, samples: list[Sample]) -> DataLoader:
+        return self._loader(EvalSet(samples, self.spec.preprocess), self.cfg.eval_batch_size)
 
     def stage_optimizer(self, stage: int):
         if stage == 1:
@@ -258,62 +238,74 @@ class _Run:
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                         module.eval()
 
-    def epoch(self, stage: int, state: dict[str, Any], epochs: int, optimizer) -> dict[str, Any]:
-        epoch = state["epoch"]
+    def baseline(self) -> ValScores:
+        """Where training starts from: what stage 1 must improve on."""
+        scores = self.val_scores(self.predict(self.val_loader, "validation before training"))
+        log.info("before training: val acc %.3f, val macro-F1 %.3f", scores.val_accuracy, scores.val_macro_f1)
+        return scores
+
+    def epoch(self, stage: int, state: TrainingState, epochs: int, optimizer) -> EpochRecord:
+        """The epoch after ``state``'s last: a balanced, augmented pass over train, then validation."""
+        epoch = state.epoch
         torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout / stochastic depth, same on resume
         self.train_set.epoch = epoch
         self.train_set.order = balance.epoch_indices(self.splits.train, self.plans, self.cfg.seed, epoch)
-        loader = self._loader(self.train_set, self.cfg.batch_size)
-        label = f"stage {stage} epoch {state['stage_epoch'] + 1}/{epochs}"
-        self._train_mode()
-        loss_sum, correct, seen = 0.0, 0, 0
+        label = f"stage {stage} epoch {state.stage_epoch + 1}/{epochs}"
         started = time.perf_counter()
-        with _guard_memory(self.cfg), _Bar(self.show_progress, label, len(self.train_set)) as bar:
-            for images, targets in loader:
-                images, targets = images.to(self.device, non_blocking=True), targets.to(self.device)
-                with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                    logits = self.model(images)
-                    loss = torch.nn.functional.cross_entropy(logits.float(), targets)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"the loss became {loss.item()} in {label}: training diverged; lower the learning rates "
-                        f"(stage1.lr, stage2.*_lr) or check the images"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(optimizer)
-                self.scaler.update()
-                loss_sum += loss.item() * len(targets)
-                correct += int((logits.argmax(1) == targets).sum())
-                seen += len(targets)
-                bar.advance(len(targets), loss=loss_sum / seen)
+        train_loss, train_accuracy, seen = self._fit(optimizer, label)
         train_s = time.perf_counter() - started
         started = time.perf_counter()
-        probs = self.predict(self.val_loader, f"{label} validation")
+        scores = self.val_scores(self.predict(self.val_loader, f"{label} validation"))
         val_s = time.perf_counter() - started
-        return {
-            "epoch": epoch + 1,
-            "stage": stage,
-            "stage_epoch": state["stage_epoch"] + 1,
-            "lr": ",".join(f"{g['lr']:.3g}" for g in optimizer.param_groups),
-            "train_loss": loss_sum / max(seen, 1),
-            "train_accuracy": correct / max(seen, 1),
-            **self.val_scores(probs),
-            "train_images_per_s": seen / train_s,
-            "val_images_per_s": len(self.splits.val) / val_s,
-        }
+        return EpochRecord(
+            epoch=epoch + 1, stage=stage, stage_epoch=state.stage_epoch + 1,
+            lr=",".join(f"{g['lr']:.3g}" for g in optimizer.param_groups),
+            train_loss=train_loss, train_accuracy=train_accuracy, **scores.as_dict(),
+            train_images_per_s=seen / train_s, val_images_per_s=len(self.splits.val) / val_s,
+        )  # fmt: skip
 
-    def val_scores(self, probs: np.ndarray) -> dict[str, float]:
+    def _fit(self, optimizer, label: str) -> tuple[float, float, int]:
+        """One pass over the epoch's training images: mean loss, accuracy, images seen."""
+        loader = self._loader(self.train_set, self.cfg.batch_size)
+        self._train_mode()
+        loss_sum, correct, seen = 0.0, 0, 0
+        with guard_memory(self.cfg), Bar(self.show_progress, label, len(self.train_set)) as bar:
+            for images, targets in loader:
+                loss, right = self._step(images, targets, optimizer, label)
+                loss_sum += loss * len(targets)
+                correct += right
+                seen += len(targets)
+                bar.advance(len(targets), loss=loss_sum / seen)
+        return loss_sum / max(seen, 1), correct / max(seen, 1), seen
+
+    def _step(self, images: torch.Tensor, targets: torch.Tensor, optimizer, label: str) -> tuple[float, int]:
+        """One optimiser step on a batch: its loss and how many it got right."""
+        images, targets = images.to(self.device, non_blocking=True), targets.to(self.device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            logits = self.model(images)
+            loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the loss became {loss.item()} in {label}: training diverged; lower the learning rates "
+                f"(stage1.lr, stage2.*_lr) or check the images"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        return loss.item(), int((logits.argmax(1) == targets).sum())
+
+    def val_scores(self, probs: np.ndarray) -> ValScores:
         y_true = evaluate.label_indices(self.splits.val, self.splits.labels)
         metrics = evaluate.classification_metrics(y_true, probs.argmax(1), self.splits.labels)
         loss = float(-np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, None)).mean())
-        return {"val_loss": loss, "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]}
+        return ValScores(val_loss=loss, val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
 
     @torch.inference_mode()
     def predict(self, loader: DataLoader, label: str) -> np.ndarray:
         self.model.eval()
         outputs = []
-        with _guard_memory(self.cfg), _Bar(self.show_progress, label, len(loader.dataset)) as bar:
+        with guard_memory(self.cfg), Bar(self.show_progress, label, len(loader.dataset)) as bar:
             for images in loader:
                 with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
                     logits = self.model(images.to(self.device, non_blocking=True))
@@ -322,12 +314,28 @@ class _Run:
         return np.concatenate(outputs)
 
 
-def _finish(run: _Run, state: dict[str, Any], out_dir: Path, balance_report: dict[str, Any]) -> TrainResult:
+# ---- the end of a run: best epoch, fallback threshold, report, export ----------------------
+
+
+def _finish(run: _Run, state: TrainingState, balance_report: dict[str, Any]) -> TrainResult:
     """Best epoch back in the model, fallback threshold from validation, test report, export."""
-    cfg, splits, labels = run.cfg, run.splits, run.splits.labels
-    run.model.load_state_dict(load_state_dict(out_dir / BEST))
+    run.model.load_state_dict(load_state_dict(run.out_dir / BEST))
     val_probs = run.predict(run.val_loader, "best model on validation")
-    val_true = evaluate.label_indices(splits.val, labels)
+    fallback = _fallback_threshold(run, val_probs)
+    report = _held_out_report(run, state, val_probs, fallback)
+    manifest = export_expert(
+        run.model, run.spec, run.out_dir / "expert", _metrics_summary(report),
+        _training_summary(run, state, balance_report), fallback_threshold=fallback["threshold"],
+    )  # fmt: skip
+    assert state.baseline is not None  # measured before the first epoch
+    history = [record.row() for record in state.history]
+    return TrainResult(manifest, state.best_epoch, state.best_f1, report, fallback, history, state.baseline.as_dict())
+
+
+def _fallback_threshold(run: _Run, val_probs: np.ndarray) -> dict[str, Any]:
+    """The confidence below which the fallback should decide, chosen on validation."""
+    cfg, splits = run.cfg, run.splits
+    val_true = evaluate.label_indices(splits.val, splits.labels)
     fallback = evaluate.fallback_threshold(
         val_probs.max(1), val_probs.argmax(1) == val_true, cfg.export.target_accuracy
     )
@@ -342,54 +350,49 @@ def _finish(run: _Run, state: dict[str, Any], out_dir: Path, balance_report: dic
             "no confidence level reaches export.target_accuracy %.2f on validation: recommended fallback "
             "threshold %.3f (the fallback decides every call)", cfg.export.target_accuracy, fallback["threshold"],
         )  # fmt: skip
+    return fallback
+
+
+def _held_out_report(
+    run: _Run, state: TrainingState, val_probs: np.ndarray, fallback: dict[str, Any]
+) -> dict[str, Any]:
+    """The best epoch's report on the test split (on validation when there is no test split)."""
+    cfg, splits = run.cfg, run.splits
     split_name = "test" if splits.test else "val"
     if not splits.test:
         log.warning("no test images: the report below is on the validation split, which chose the best epoch")
     samples = splits.split(split_name)
-    if split_name == "val":
-        probs = val_probs
-    else:
-        probs = run.predict(run._loader(_EvalSet(samples, run.spec.preprocess), cfg.eval_batch_size), "test")
-    report = evaluate.write_reports(
-        out_dir / "eval", samples, probs, labels, f"{cfg.model.name}: {split_name} split",
-        extra={"split": split_name, "best_epoch": state["best_epoch"], "fallback_threshold": fallback},
+    probs = val_probs if split_name == "val" else run.predict(run.eval_loader(samples), "test")
+    return evaluate.write_reports(
+        run.out_dir / "eval", samples, probs, splits.labels, f"{cfg.model.name}: {split_name} split",
+        extra={"split": split_name, "best_epoch": state.best_epoch, "fallback_threshold": fallback},
         gallery_max=cfg.export.gallery_max,
     )  # fmt: skip
+
+
+def _metrics_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``metrics``."""
     summary = {k: report[k] for k in ("images", "accuracy", "macro_precision", "macro_recall", "macro_f1")}
-    summary["split"] = split_name
+    summary["split"] = report["split"]
     summary["per_class_f1"] = {row["label"]: round(row["f1"], 4) for row in report["per_class"]}
-    training = {
+    return summary
+
+
+def _training_summary(run: _Run, state: TrainingState, balance_report: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``training``: how this expert was made."""
+    return {
         "fishcam": __version__,
-        "data": {k: v for k, v in splits.report().items() if k in ("totals", "splits_given")},
+        "data": {k: v for k, v in run.splits.report().items() if k in ("totals", "splits_given")},
         "balance": balance_report["after"],
-        "initialised_from": state["initialised"],
-        "epochs": state["epoch"],
-        "best_epoch": state["best_epoch"],
-        "best_val_macro_f1": state["best_f1"],
-        "config": cfg.to_dict(),
+        "initialised_from": state.initialised,
+        "epochs": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_val_macro_f1": state.best_f1,
+        "config": run.cfg.to_dict(),
     }
-    manifest = export_expert(
-        run.model, run.spec, out_dir / "expert", summary, training, fallback_threshold=fallback["threshold"]
-    )
-    return TrainResult(
-        manifest, state["best_epoch"], state["best_f1"], report, fallback, state["history"], state["baseline"]
-    )
 
 
 # ---- helpers -------------------------------------------------------------------------------
-
-
-def _fresh_state(cfg: TrainConfig, initialised: str) -> dict[str, Any]:
-    return {
-        "format": 1, "config": cfg.to_dict(), "initialised": initialised, "stage": 1, "stage_epoch": 0,
-        "epoch": 0, "stale": 0, "best_f1": -1.0, "best_epoch": 0, "history": [],
-        "optimizer": None, "scheduler": None, "scaler": {},
-    }  # fmt: skip
-
-
-def _stage_done(state: dict[str, Any], epochs: int, cfg: TrainConfig) -> bool:
-    patience = cfg.early_stopping.patience
-    return state["stage_epoch"] >= epochs or bool(patience and state["stale"] >= patience)
 
 
 def _prepare_data(data: Path, out_dir: Path, cfg: TrainConfig, resumed: bool) -> Splits:
@@ -427,23 +430,16 @@ def _diff(a: Any, b: Any, prefix: str) -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    """Write then rename: an interruption leaves the previous complete file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
+def _write_history(out_dir: Path, history: Sequence[EpochRecord]) -> None:
+    rows = [record.row() for record in history]
     with (out_dir / "history.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(history)
+        writer.writerows(rows)
 
 
 def _log_counts(splits: Splits) -> None:
@@ -459,70 +455,11 @@ def _log_balance(plans: list[balance.ClassPlan]) -> None:
             log.info("  balance: %-30s %5d → %5d per epoch (%s)", p.label, p.available, p.per_epoch, p.action)
 
 
-def _log_epoch(record: dict[str, Any], epochs: int) -> None:
+def _log_epoch(record: EpochRecord, epochs: int) -> None:
     log.info(
         "stage %d epoch %d/%d: loss %.4f, train acc %.3f, val acc %.3f, val macro-F1 %.3f%s "
         "(%.1f img/s train, %.1f img/s val)",
-        record["stage"], record["stage_epoch"], epochs, record["train_loss"], record["train_accuracy"],
-        record["val_accuracy"], record["val_macro_f1"], " best" if record["best"] else "",
-        record["train_images_per_s"], record["val_images_per_s"],
+        record.stage, record.stage_epoch, epochs, record.train_loss, record.train_accuracy,
+        record.val_accuracy, record.val_macro_f1, " best" if record.best else "",
+        record.train_images_per_s, record.val_images_per_s,
     )  # fmt: skip
-
-
-class _guard_memory:
-    """Out of memory becomes a TrainingError with the batch size to try."""
-
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg = cfg
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is None:
-            return
-        message = str(exc).lower()
-        if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in message or "can't allocate" in message:
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            half = max(1, self.cfg.batch_size // 2)
-            raise TrainingError(
-                f"out of memory at batch_size {self.cfg.batch_size} (eval_batch_size {self.cfg.eval_batch_size}): "
-                f"try --set batch_size={half} --set eval_batch_size={max(1, self.cfg.eval_batch_size // 2)}, "
-                f"or a smaller preprocess.size"
-            ) from exc
-
-
-class _Bar:
-    """A rich progress bar on stderr (images, images/s, running loss); silent when disabled."""
-
-    def __init__(self, enabled: bool, label: str, total: int) -> None:
-        self.enabled, self.label, self.total = enabled, label, total
-        self._progress = None
-
-    def __enter__(self) -> _Bar:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:>6.1f} img/s {task.fields[loss]}"), TimeRemainingColumn(),
-                console=Console(stderr=True), transient=True,
-            )  # fmt: skip
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=self.total, rate=0.0, loss="")
-            self._started = time.perf_counter()
-        return self
-
-    def advance(self, n: int, loss: float | None = None) -> None:
-        if self._progress is not None:
-            rate = self._progress.tasks[0].completed + n
-            self._progress.update(
-                self._task, advance=n, rate=rate / max(time.perf_counter() - self._started, 1e-9),
-                loss="" if loss is None else f"loss {loss:.3f}",
-            )  # fmt: skip
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.stop()

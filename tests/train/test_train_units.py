@@ -133,9 +133,9 @@ def test_missing_rembg_model_names_the_setup_command(tmp_path):
 
 
 def test_out_of_memory_becomes_batch_size_advice():
-    from fishcam.train.trainer import _guard_memory
+    from fishcam.train.loop import guard_memory
 
-    with pytest.raises(TrainingError, match="try --set batch_size=16"), _guard_memory(TrainConfig()):
+    with pytest.raises(TrainingError, match="try --set batch_size=16"), guard_memory(TrainConfig()):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
