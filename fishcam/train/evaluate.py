@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fishcam.errors import DatasetError
+from fishcam.train import extras
 from fishcam.train.data import Sample, read_image, read_labelled
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,7 @@ def evaluate_expert(
 ) -> dict[str, Any]:
     """``fishcam eval``: any expert (a manifest, or a checkpoint in the published format) on a
     labelled folder or CSV, through the same code ``fishcam run`` uses to classify crops."""
+    extras.require("eval", extras.REPORTS)
     from fishcam.classify.expert import ExpertClassifier
     from fishcam.models.expert_spec import expert_spec_for
     from fishcam.train.config import DataConfig

@@ -24,7 +24,7 @@ from fishcam.errors import DatasetError, TrainingError
 from fishcam.models.checkpoint import load_state_dict
 from fishcam.models.devices import pick_device
 from fishcam.models.expert_spec import ExpertSpec
-from fishcam.train import balance, evaluate
+from fishcam.train import balance, evaluate, extras
 from fishcam.train.config import TrainConfig
 from fishcam.train.data import Sample, Splits, load_splits
 from fishcam.train.export import export_expert
@@ -66,6 +66,8 @@ def train(
 ) -> TrainResult:
     """Train an expert on ``data`` into ``out_dir`` (reports, checkpoints, the exported expert);
     ``resume`` continues the interrupted run there. ``on_epoch_end`` gets each history row."""
+    removes_background = cfg.balance.rembg.probability > 0
+    extras.require("train", extras.REPORTS + (extras.BACKGROUND_REMOVAL if removes_background else ()))
     out_dir = Path(out_dir)
     saved = _previous_run(out_dir, cfg, resume)
     out_dir.mkdir(parents=True, exist_ok=True)
