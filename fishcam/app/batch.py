@@ -22,13 +22,16 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fishcam.config import Config, validate_config
 from fishcam.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, ConfigError, FishcamError, OutputError, Terminated
 from fishcam.sinks.files import csv_text, output_problem, prepare_output_dir, write_atomic, write_json
 from fishcam.sinks.run_writer import COUNTS_NAME
 from fishcam.sources.base import VIDEO_SUFFIXES
+
+if TYPE_CHECKING:
+    from fishcam.app.compose import Components
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,7 @@ def _read_manifest(path: Path, bad_rows: list[dict[str, Any]]) -> list[Job]:
         video = (path.parent / row.get("path", "")).resolve() if why is None else None
         if video is not None and not video.is_file():
             why = f"{video} is not a file"
-        if why is not None:
+        if why is not None or video is None:
             bad_rows.append({"manifest": str(path), "line": line, "error": why})
             log.warning("manifest %s, line %d skipped: %s", path, line, why)
             continue
@@ -136,10 +139,10 @@ def job_key(job: Job, config: Config) -> str:
 
 # ---- one worker process -------------------------------------------------------------------
 
-_components = None  # models, built once per worker process
+_components: Components | None = None  # models, built once per worker process
 _load_error: Exception | None = None  # why this worker's models could not be built
 _components_key: str | None = None  # the config they were built for
-_stop = None  # a pool worker's event: the batch was interrupted, start no more videos
+_stop: Any = None  # a pool worker's event (a multiprocessing Event): the batch was interrupted, start no more videos
 _interrupted = False  # this pool worker's video has had its Ctrl-C
 
 
@@ -216,6 +219,7 @@ def _process(job: Job, config_data: dict[str, Any], out_dir: str) -> dict[str, A
             _worker_init(config_data)
         if _load_error is not None:
             raise _load_error
+        assert _components is not None  # built, or _load_error says why not
         source = open_source(str(job.video), config.source)
         code, summary = run(source, config, folder, _components)
         if code == EXIT_INTERRUPTED:  # run() closed the video's outputs; it is not done
@@ -262,7 +266,10 @@ def run_batch(
 ) -> dict[str, Any]:
     found = discover(inputs)
     prepare_output_dir(out_dir)
-    done, skipped, failed, todo = [], [], [], []
+    done: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    todo: list[Job] = []
     for job in found.jobs:
         previous = _done_before(job, config, out_dir)
         if previous is not None:
@@ -402,11 +409,11 @@ def _run_on_ray(
         resources = ray.cluster_resources()
         count = max(1, min(workers if workers > 1 else int(resources.get("CPU", 1)), len(jobs) or 1))
         gpus = resources.get("GPU", 0)
-        options = {"num_cpus": 1, "num_gpus": min(1.0, gpus / count) if gpus else 0}
+        options: dict[str, Any] = {"num_cpus": 1, "num_gpus": min(1.0, gpus / count) if gpus else 0}
         log.info("Ray at %s: %d actors (%s)", address, count, options)
-        worker_class = ray.remote(**options)(_RayWorker)
+        worker_class: Any = ray.remote(**options)(_RayWorker)
         idle = [worker_class.remote(data) for _ in range(count)]
-        queue, running = list(jobs), {}
+        queue, running = list(jobs), dict[Any, tuple[Any, Job]]()
         while queue or running:
             while queue and idle:
                 actor, job = idle.pop(), queue.pop(0)
@@ -433,7 +440,8 @@ class _RayWorker:
 
 def write_aggregates(out_dir: Path, finished: list[dict[str, Any]]) -> None:
     """Per video and species (with the video's metadata), and per site, date and species."""
-    rows, by_site = [], defaultdict(lambda: {"unique": 0, "max_n": 0, "videos": 0})
+    rows: list[list[Any]] = []
+    by_site: defaultdict[tuple, dict[str, int]] = defaultdict(lambda: {"unique": 0, "max_n": 0, "videos": 0})
     for result in sorted(finished, key=lambda r: r["video"]):
         meta = result.get("metadata", {})
         counts, problem = _read_counts(out_dir, Path(str(result["folder"])).name)

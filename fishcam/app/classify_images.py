@@ -65,6 +65,6 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
     for row in rows:
         guess = f"{row.get('expert_top', '')} {row.get('expert_score', '')}".strip()
         table.add_row(Path(row["image"]).name, row["species"], f"{row['score']:.3f}", row["origin"], guess)
-    console = Console(file=io.StringIO(), width=120, force_terminal=False)
-    console.print(table)
-    return console.file.getvalue()
+    text = io.StringIO()
+    Console(file=text, width=120, force_terminal=False).print(table)
+    return text.getvalue()

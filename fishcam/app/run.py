@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -167,7 +167,7 @@ def _loop(opened: _OpenRun, stop: Stop | None) -> _Ending:
             raise  # SystemExit, GeneratorExit: not a run's ending to record
         return _Ending(pipeline.stats, exc)
     finally:
-        if opened.frames is not source:
+        if isinstance(opened.frames, Generator):
             opened.frames.close()  # stop the decoding thread before the source goes
         source.close()
 

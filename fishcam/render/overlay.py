@@ -63,7 +63,7 @@ class Overlay:
         xyxy = tracked.xyxy.astype(np.float32) * scale
         track_ids = tracked.track_id.astype(int)
         boxes = sv.Detections(xyxy=xyxy, class_id=tracked.class_id.astype(int), tracker_id=track_ids)
-        canvas = self._boxes.annotate(canvas, boxes)
+        canvas = self._boxes.annotate(canvas, boxes)  # type: ignore[type-var]  # cv2 types images loosely
         font, pad = cv2.FONT_HERSHEY_SIMPLEX, self.padding
         texts = [cv2.getTextSize(label, font, self.text_scale, self.text_thickness) for label in labels]
         sizes = np.array([(w + 2 * pad, h + baseline + 2 * pad) for (w, h), baseline in texts], dtype=np.int32)

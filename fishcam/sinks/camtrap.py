@@ -102,7 +102,7 @@ def deployment_for(run: RunRecord, defaults: dict[str, str]) -> Deployment | str
     values = {**{k: v for k, v in defaults.items() if v not in (None, "")}, **run.metadata}
     label = run.summary.info.source_path or run.name
     missing = [key for key in ("latitude", "longitude") if not values.get(key)]
-    start_text = values.get("start") or run.summary.info.recorded_start
+    start_text = values.get("start") or run.summary.info.recorded_start or ""
     if not start_text:
         missing.append("start")
     if missing:
@@ -216,8 +216,9 @@ def export_camtrap_dp(
     taxa: tuple[SpeciesEntry, ...] = (),
 ) -> list[Path]:
     """Write deployments.csv, media.csv, observations.csv and datapackage.json into ``out_dir``."""
-    placed = [(run, deployment_for(run, defaults)) for run in runs]
-    problems = [d for _, d in placed if isinstance(d, str)]
+    found = [(run, deployment_for(run, defaults)) for run in runs]
+    problems = [d for _, d in found if isinstance(d, str)]
+    placed = [(run, d) for run, d in found if isinstance(d, Deployment)]
     if problems:
         raise ConfigError(
             "Camtrap DP needs where and when each video was recorded: "

@@ -14,6 +14,7 @@ import math
 import os
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ BATCH_REPORT = "batch_report.json"
 DAMAGED = "the run's files are damaged: re-run fishcam on the video"
 
 
+Parse = Callable[[str], Any]  # a column's parser: raises ValueError on a bad value
+
+
 def _number(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -69,13 +73,14 @@ def _number(text: str) -> float:
 
 
 # Columns the exports read (Camtrap DP the most), and how each must parse.
-_TRACK_FIELDS = {
+_TRACK_FIELDS: dict[str, Parse] = {
     "track_id": int, "species": str, "score": _number, "origin": str, "votes": int, "detections": int,
     "first_frame": int, "last_frame": int, "first_time_s": _number, "last_time_s": _number,
 }  # fmt: skip
-_BOX_FIELDS = {"frame": int, "track_id": int, "x1": _number, "y1": _number, "x2": _number, "y2": _number,
-               "confidence": _number}  # fmt: skip
-_KIND_NAMES = {int: "whole number", _number: "number", str: "text"}
+_BOX_FIELDS: dict[str, Parse] = {
+    "frame": int, "track_id": int, "x1": _number, "y1": _number, "x2": _number, "y2": _number, "confidence": _number,
+}  # fmt: skip
+_KIND_NAMES: dict[Parse, str] = {int: "whole number", _number: "number", str: "text"}
 # Summary values the exports read, when present: numbers, texts, and the models' descriptions.
 
 
@@ -140,7 +145,7 @@ def read_run(folder: Path, metadata: dict[str, str] | None = None) -> RunRecord:
     return RunRecord(folder, summary, tracks, boxes, dict(metadata or {}))
 
 
-def _read_rows(path: Path, fields: dict[str, type]) -> list[dict[str, str]]:
+def _read_rows(path: Path, fields: dict[str, Parse]) -> list[dict[str, str]]:
     """Every row of a run's CSV, each field an export needs checked: a damaged file is one line
     naming the file, the row and the field, never a traceback."""
     try:

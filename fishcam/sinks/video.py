@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class H264Writer:
 
         self.path = Path(path)
         self.width, self.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
-        self._container = av.open(
+        self._container: Any = av.open(
             str(self.path),
             mode="w",
             options={"movflags": "frag_keyframe+empty_moov+default_base_moof"},
@@ -41,7 +42,7 @@ class H264Writer:
             image_bgr = cv2.resize(image_bgr, (self.width, self.height), interpolation=cv2.INTER_AREA)
         # OpenCV's SIMD colour conversion: about 4x faster than FFmpeg's swscale from bgr24.
         yuv = cv2.cvtColor(np.ascontiguousarray(image_bgr), cv2.COLOR_BGR2YUV_I420)
-        frame = self._av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame = self._av.VideoFrame.from_ndarray(np.asarray(yuv, dtype=np.uint8), format="yuv420p")
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1

@@ -12,7 +12,7 @@ from fishcam.types import Frame
 
 class ArraySource:
     live = False
-    recorded_start_unix = None
+    recorded_start_unix: float | None = None
 
     def __init__(self, images_bgr: Sequence[np.ndarray], fps: float = 25.0, name: str = "arrays") -> None:
         if not len(images_bgr):

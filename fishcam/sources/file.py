@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from fishcam.errors import SourceError
 from fishcam.sources.base import VIDEO_SUFFIXES, SourceStatus
@@ -63,7 +64,8 @@ class VideoFileSource:
 
     def __iter__(self) -> Iterator[Frame]:
         expected = self.status.frames_expected
-        index, frame, failures = 0, self._first, 0
+        index, failures = 0, 0
+        frame: np.ndarray | None = self._first
         while True:
             if frame is not None:
                 self.status.frames_read += 1

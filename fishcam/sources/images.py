@@ -57,7 +57,7 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str]:
 
 class ImageFolderSource:
     live = False
-    recorded_start_unix = None
+    recorded_start_unix: float | None = None
 
     def __init__(self, folder: Path, fps: float = 1.0) -> None:
         self.folder = Path(folder)
