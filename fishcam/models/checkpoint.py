@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from fishcam import runtime
 from fishcam.errors import ModelError, UnsafeCheckpointError
 
 # Wrappers that training scripts put around a state dict.
@@ -125,6 +126,7 @@ def _no_constructor(cls: type) -> type:
 def check_ultralytics_checkpoint(path: Path) -> None:
     """Refuse an Ultralytics ``.pt`` that would run code when unpickled (UnsafeCheckpointError),
     or that is not a readable checkpoint (ModelError). Nothing in the file runs here."""
+    runtime.setup()  # Ultralytics' layer classes are imported to check the file: offline, settings kept private
     path = Path(path)
     if not zipfile.is_zipfile(path):  # every torch.save since 1.6 is a zip archive
         names = pickle_globals(path)

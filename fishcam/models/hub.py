@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fishcam.errors import MissingModelError, ModelError
+from fishcam.models.paths import hf_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +51,6 @@ def parse_ref(ref: str) -> HubRef | None:
             raise ModelError(f"bad model reference {ref!r}: expected hf-hub:org/repo")
         return HubRef(repo, OPEN_CLIP_FILES)
     return None
-
-
-def hf_cache_dir() -> Path:
-    """The standard Hugging Face cache, read from the environment at call time."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
 
 
 CONFIG_KEYS = {
