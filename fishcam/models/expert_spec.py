@@ -6,12 +6,14 @@ classifier comes in through a small manifest file (JSON or YAML) that travels wi
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fishcam.errors import ModelError
 
@@ -36,6 +38,8 @@ MANIFEST_SUFFIXES = (".json", ".yaml", ".yml")
 @dataclass(frozen=True)
 class Preprocess:
     """How a crop becomes the network's input."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a manifest's preprocess: no unknown keys
 
     size: tuple[int, int] = (224, 224)  # (height, width)
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -78,14 +82,74 @@ def published_expert(weights: str) -> ExpertSpec:
     )
 
 
+def is_manifest(ref: str) -> bool:
+    """Whether an expert reference names a manifest (which names the weights) or the weights."""
+    return ref.lower().endswith(MANIFEST_SUFFIXES)
+
+
 def expert_spec_for(weights: str) -> ExpertSpec:
     """A manifest file describes its own model; any other file is the published architecture."""
-    if weights.lower().endswith(MANIFEST_SUFFIXES):
+    if is_manifest(weights):
         return read_manifest(Path(weights))
     return published_expert(weights)
 
 
+def expert_weights(ref: str) -> str:
+    """The weights an expert reference loads: a manifest's ``weights``, else the reference."""
+    return read_manifest(Path(ref)).weights if is_manifest(ref) else ref
+
+
+class Manifest(BaseModel):
+    """An expert manifest as written (``fishcam train`` writes them; see README, Models)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    name: str | None = None  # default: the manifest's file name
+    architecture: str
+    weights: str  # relative to the manifest's folder, or a hub reference
+    labels: list[str] | None = None  # in output order
+    labels_file: str | None = None  # one label a line, when there is no `labels`
+    preprocess: Preprocess | None = None
+    head: str | None = None
+    sha256: str | None = None
+    key_match: Literal["name", "order"] = "name"
+    # What `fishcam train` measured; carried in ExpertSpec.extra.
+    fallback_threshold: float | None = Field(None, ge=0, le=1)
+    metrics: Any = None
+    training: Any = None
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: Any) -> Any:
+        return [str(item) for item in value] if isinstance(value, list) else value
+
+    @field_validator("preprocess", mode="before")
+    @classmethod
+    def _one_number_for_all(cls, value: Any) -> Any:
+        """``size: 224`` is 224 x 224, ``mean: 0.5`` the same mean for each channel."""
+        if not isinstance(value, dict):
+            return value
+        value = dict(value)
+        for key, length in (("size", 2), ("mean", 3), ("std", 3)):
+            if isinstance(value.get(key), int | float) and not isinstance(value.get(key), bool):
+                value[key] = (value[key],) * length
+        return value
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_library(cls, value: str) -> str:
+        if not value.startswith(("torchvision:", "timm:")):
+            raise ValueError("must be torchvision:<name> or timm:<name>")
+        return value
+
+
+EXTRA_KEYS = ("metrics", "training", "fallback_threshold")
+
+
 def read_manifest(path: Path) -> ExpertSpec:
+    """The spec a manifest describes; a ModelError of one line naming the file and the key when
+    it is not one."""
+    path = Path(path)
     if not path.is_file():
         raise ModelError(f"expert manifest not found: {path}")
     try:
@@ -95,39 +159,59 @@ def read_manifest(path: Path) -> ExpertSpec:
         raise ModelError(f"expert manifest {path} cannot be read: {exc}".split("\n")[0]) from exc
     if not isinstance(data, dict):
         raise ModelError(f"expert manifest {path} must be a mapping")
-    known = {"name", "architecture", "weights", "labels", "labels_file", "preprocess", "head", "sha256", "key_match"}
-    unknown = set(data) - known - {"metrics", "training", "fallback_threshold"}
-    if unknown:
-        raise ModelError(f"expert manifest {path}: unknown keys {sorted(unknown)}")
-    for key in ("architecture", "weights"):
-        if key not in data:
-            raise ModelError(f"expert manifest {path}: missing '{key}'")
-    labels = data.get("labels")
-    if labels is None and "labels_file" in data:
-        labels_path = _relative(path, data["labels_file"])
-        text = Path(labels_path).read_text(encoding="utf-8-sig")  # -sig: no BOM in the first label
-        labels = [line.strip() for line in text.splitlines() if line.strip()]
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ModelError(f"expert manifest {path}: {_problems(exc)}") from None
+    labels = manifest.labels
+    if labels is None and manifest.labels_file is not None:
+        labels = _read_labels(path, manifest.labels_file)
     if not labels:
         raise ModelError(f"expert manifest {path}: give 'labels' or 'labels_file'")
-    pre = dict(data.get("preprocess") or {})
-    for key in ("size", "mean", "std"):
-        if key in pre:
-            pre[key] = tuple(pre[key]) if isinstance(pre[key], list) else (pre[key], pre[key])
-    try:
-        preprocess = Preprocess(**pre)
-    except TypeError as exc:
-        raise ModelError(f"expert manifest {path}: bad preprocess: {exc}") from exc
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ModelError(f"expert manifest {path}: labels repeated: {repeated[:5]}")
     return ExpertSpec(
-        name=str(data.get("name", path.stem)),
-        architecture=str(data["architecture"]),
-        weights=_relative(path, str(data["weights"])),
-        labels=tuple(str(x) for x in labels),
-        preprocess=preprocess,
-        head=data.get("head"),
-        sha256=data.get("sha256"),
-        key_match=data.get("key_match", "name"),
-        extra={k: data[k] for k in ("metrics", "training", "fallback_threshold") if k in data},
+        name=manifest.name or path.stem,
+        architecture=manifest.architecture,
+        weights=_relative(path, manifest.weights),
+        labels=tuple(labels),
+        preprocess=manifest.preprocess or Preprocess(),
+        head=manifest.head,
+        sha256=manifest.sha256,
+        key_match=manifest.key_match,
+        extra=manifest.model_dump(include=set(EXTRA_KEYS), exclude_unset=True),
     )
+
+
+def _read_labels(manifest: Path, labels_file: str) -> list[str]:
+    labels_path = Path(_relative(manifest, labels_file))
+    try:
+        text = labels_path.read_text(encoding="utf-8-sig")  # -sig: no BOM in the first label
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"expert manifest {manifest}: labels_file {labels_path} cannot be read: {exc}") from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _problems(exc: ValidationError) -> str:
+    """Each problem as the dotted key and what is wrong with it."""
+    problems = []
+    for error in exc.errors():
+        dotted = ".".join(str(part) for part in error["loc"])
+        if error["type"] in {"extra_forbidden", "unexpected_keyword_argument"}:
+            problems.append(f"unknown key '{dotted}'{_suggestion(error['loc'])}")
+        elif error["type"] == "missing":
+            problems.append(f"missing '{dotted}'")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{dotted}: {message} (got {error.get('input')!r})")
+    return "; ".join(problems)
+
+
+def _suggestion(loc: tuple) -> str:
+    known = Preprocess.__dataclass_fields__ if loc[:1] == ("preprocess",) else Manifest.model_fields
+    close = difflib.get_close_matches(str(loc[-1]), list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _relative(manifest: Path, ref: str) -> str:

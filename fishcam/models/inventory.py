@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from fishcam.config import Config
 from fishcam.errors import MissingModelError, ModelError
 from fishcam.models import hub
+from fishcam.models.expert_spec import expert_weights
+from fishcam.models.paths import hf_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -18,17 +19,9 @@ def models_of(config: Config) -> list[tuple[str, str]]:
     wanted = []
     if config.detector.kind == "yolo":
         wanted.append(("detector", config.detector.weights))
-    wanted.append(("expert", _expert_weights(config.classify.expert.weights)))
+    wanted.append(("expert", expert_weights(config.classify.expert.weights)))
     wanted.append(("fallback", config.classify.fallback.model))
     return wanted
-
-
-def _expert_weights(ref: str) -> str:
-    if ref.lower().endswith((".json", ".yaml", ".yml")):
-        from fishcam.models.expert_spec import read_manifest
-
-        return read_manifest(Path(ref)).weights
-    return ref
 
 
 def list_models(config: Config) -> int:
@@ -44,7 +37,7 @@ def list_models(config: Config) -> int:
         except MissingModelError:
             table.add_row(role, ref, "MISSING", "", "", "")
     Console(width=160).print(table)
-    print(f"Hugging Face cache: {hub.hf_cache_dir()}  (fetch with: fishcam models fetch)")
+    print(f"Hugging Face cache: {hf_cache_dir()}  (fetch with: fishcam models fetch)")
     return 0
 
 
@@ -79,7 +72,7 @@ def fetch_models(config: Config) -> int:
         raise ModelError(
             f"could not fetch {len(failures)} model(s){why}: "
             + " | ".join(failures)
-            + f". On a machine without the hub, copy the files into {hub.hf_cache_dir()} from a "
+            + f". On a machine without the hub, copy the files into {hf_cache_dir()} from a "
             "machine that has them, or point the config at local files (see README, Models)"
         )
     return 0
