@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from fishcam.types import Detections, Frame
 
 
 class Detector(Protocol):
-    class_names: dict[int, str]
+    """What the pipeline and the app use of a detector (YOLO, motion, scripted)."""
+
+    class_names: dict[int, str]  # class id -> name, for the outputs
 
     def detect(self, frame: Frame) -> Detections:
         """Boxes of the fish in one frame (track ids unset)."""
@@ -19,8 +21,16 @@ class Detector(Protocol):
         ...
 
 
+@runtime_checkable
+class Stateful(Protocol):
+    """A detector that learns from the frames it sees (a background model)."""
+
+    def reset(self) -> None:
+        """Forget what was learnt: the next frame starts a new source."""
+        ...
+
+
 def reset_detector(detector: Detector) -> None:
     """Stateful detectors (background models) start afresh for each source."""
-    reset = getattr(detector, "reset", None)
-    if callable(reset):
-        reset()
+    if isinstance(detector, Stateful):
+        detector.reset()

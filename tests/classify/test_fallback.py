@@ -7,6 +7,7 @@ from builders import REAL_FISH
 from fishcam.classify.fallback import ZeroShotFallback
 from fishcam.classify.species_list import parse_species_list
 from fishcam.errors import MissingModelError
+from fishcam.models.loading import load_fallback
 
 pytestmark = pytest.mark.model
 
@@ -16,7 +17,7 @@ SPECIES = parse_species_list("Pterois volitans; red lionfish\nCarassius auratus;
 def test_predicts_over_the_species_list_and_caches_text_embeddings(tiny_clip, tmp_path, monkeypatch):
     import cv2
 
-    fallback = ZeroShotFallback(str(tiny_clip), SPECIES, ["a photo of {}."], device="cpu", cache_dir=tmp_path)
+    fallback = load_fallback(str(tiny_clip), SPECIES, ["a photo of {}."], device="cpu", embeddings_dir=tmp_path)
     assert fallback.labels == ("Pterois volitans", "Carassius auratus", "Gadus morhua")
     crops = [cv2.imread(str(REAL_FISH / "goby_lionfish.jpg")), cv2.imread(str(REAL_FISH / "kde_goldfish.png"))]
     probs = fallback.predict(crops)
@@ -30,17 +31,26 @@ def test_predicts_over_the_species_list_and_caches_text_embeddings(tiny_clip, tm
         raise AssertionError("text encoded again")
 
     monkeypatch.setattr(open_clip.CLIP, "encode_text", no_text)
-    again = ZeroShotFallback(str(tiny_clip), SPECIES, ["a photo of {}."], device="cpu", cache_dir=tmp_path)
+    again = load_fallback(str(tiny_clip), SPECIES, ["a photo of {}."], device="cpu", embeddings_dir=tmp_path)
     assert np.allclose(again.predict(crops), probs, atol=1e-5)
+    # The older constructor loads the same way and reads the same cache.
+    older = ZeroShotFallback(str(tiny_clip), SPECIES, ["a photo of {}."], "cpu", 8, tmp_path)
+    assert np.allclose(older.predict(crops), probs, atol=1e-5) and older.describe() == again.describe()
     # Another list is another cache entry.
     monkeypatch.undo()
-    ZeroShotFallback(str(tiny_clip), SPECIES[:2], ["a photo of {}."], device="cpu", cache_dir=tmp_path)
+    load_fallback(str(tiny_clip), SPECIES[:2], ["a photo of {}."], device="cpu", embeddings_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npy"))) == 2
+
+
+def test_embeddings_are_cached_in_fishcams_cache_by_default(tiny_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    load_fallback(str(tiny_clip), SPECIES, ["{}"], device="cpu")
+    assert len(list((tmp_path / "fishcam" / "text-embeddings").glob("*.npy"))) == 1
 
 
 def test_hub_model_missing_offline_names_the_fetch_command():
     with pytest.raises(MissingModelError, match=r"imageomics/bioclip-2 is not on this machine.*fishcam models fetch"):
-        ZeroShotFallback("hf-hub:imageomics/bioclip-2", SPECIES, ["{}"], device="cpu")
+        load_fallback("hf-hub:imageomics/bioclip-2", SPECIES, ["{}"], device="cpu")
 
 
 def test_hub_model_found_in_a_prefilled_cache(tiny_clip, tmp_path, monkeypatch):
@@ -53,5 +63,5 @@ def test_hub_model_found_in_a_prefilled_cache(tiny_clip, tmp_path, monkeypatch):
     for name in ("open_clip_config.json", "open_clip_model.safetensors"):
         (snapshot / name).symlink_to(tiny_clip / name)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    fallback = ZeroShotFallback("hf-hub:imageomics/bioclip-2", SPECIES, ["{}"], device="cpu", cache_dir=tmp_path)
-    assert fallback.folder == snapshot
+    fallback = load_fallback("hf-hub:imageomics/bioclip-2", SPECIES, ["{}"], device="cpu", embeddings_dir=tmp_path)
+    assert fallback.loaded.folder == snapshot

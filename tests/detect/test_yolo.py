@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,9 +23,9 @@ def sample_frames(indices):
 
 
 def detector(weights=TEST_DETECTOR, *overrides):
-    from fishcam.detect.yolo import YoloDetector
+    from fishcam.models.loading import load_detector
 
-    return YoloDetector(
+    return load_detector(
         load_config(None, [f"detector.weights={weights}", "detector.image_size=320", *overrides]).detector
     )
 
@@ -55,9 +56,9 @@ socket.create_connection = refuse
 socket.getaddrinfo = refuse
 import numpy as np
 from fishcam.config import load_config
-from fishcam.detect.yolo import YoloDetector
+from fishcam.models.loading import load_detector
 from fishcam.types import Frame
-det = YoloDetector(load_config(None, ["detector.weights={TEST_DETECTOR}", "detector.image_size=320"]).detector)
+det = load_detector(load_config(None, ["detector.weights={TEST_DETECTOR}", "detector.image_size=320"]).detector)
 det.detect(Frame(np.zeros((480, 640, 3), np.uint8), 0, 0.0))
 print("ok")
 """
@@ -112,7 +113,7 @@ def test_exports_are_cached_by_checksum(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = detector(TEST_DETECTOR, "detector.backend=openvino")
     again = detector(TEST_DETECTOR, "detector.backend=openvino")
-    assert first.model_path == again.model_path and first.model_path.is_relative_to(tmp_path)
+    assert first.loaded.model_path == again.loaded.model_path and first.loaded.model_path.is_relative_to(tmp_path)
     assert len(list((tmp_path / "fishcam" / "exports").iterdir())) == 1
 
 
@@ -154,3 +155,39 @@ def test_with_openvino_torch_runs_the_detectors_small_ops_on_one_thread():
         assert seen == [1] and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_older_constructor_loads_as_load_detector_does():
+    from fishcam.detect.yolo import YoloDetector
+
+    config = load_config(None, [f"detector.weights={TEST_DETECTOR}", "detector.image_size=320"]).detector
+    (frame,) = sample_frames([150])
+    older, loaded = YoloDetector(config), detector()
+    assert older.describe() == loaded.describe()
+    same_boxes(older.detect(frame), loaded.detect(frame))
+
+
+@pytest.mark.parametrize("cache", ["writable", "not writable"])
+def test_ultralytics_settings_stay_in_fishcams_own_folder(tmp_path, cache):
+    """Ultralytics writes settings.json into its config folder when imported (by default the
+    user's ~/.config/Ultralytics); the safety check imports it before any model is loaded."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cache_home = tmp_path / "cache" if cache == "writable" else blocker / "cache"
+    script = f"""
+from fishcam.models.checkpoint import check_ultralytics_checkpoint
+check_ultralytics_checkpoint({str(TEST_DETECTOR)!r})
+import ultralytics.utils
+print(ultralytics.utils.SETTINGS_FILE)
+"""
+    (tmp_path / "tmp").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(cache_home),
+           "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    settings = Path(result.stdout.strip().splitlines()[-1])
+    assert settings.is_file() and not (tmp_path / "home" / ".config").exists()
+    if cache == "writable":
+        assert settings == cache_home / "fishcam" / "ultralytics" / "Ultralytics" / "settings.json"
+    else:
+        assert settings.is_relative_to(tmp_path / "tmp")

@@ -7,10 +7,10 @@ import pytest
 import torch
 from builders import REAL_FISH, save_model_card_checkpoint
 
-from fishcam.classify.expert import ExpertClassifier
 from fishcam.errors import ModelError, UnsafeCheckpointError
 from fishcam.models.checkpoint import load_state_dict
 from fishcam.models.expert_spec import PUBLISHED_LABELS, expert_spec_for
+from fishcam.models.loading import load_expert
 
 pytestmark = pytest.mark.model
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.model
 def test_model_card_checkpoint_loads_and_classifies_a_batch(convnext_checkpoint):
     import cv2
 
-    expert = ExpertClassifier(expert_spec_for(str(convnext_checkpoint)), device="cpu")
+    expert = load_expert(expert_spec_for(str(convnext_checkpoint)), device="cpu")
     assert expert.labels == PUBLISHED_LABELS and len(expert.labels) == 40
     assert expert.labels[15] == "Hourse Mackerel" and expert.labels[20] == "KnifeFish"
     crops = [cv2.imread(str(REAL_FISH / "kde_goldfish.png")), cv2.imread(str(REAL_FISH / "goby_lionfish.jpg"))]
@@ -27,20 +27,20 @@ def test_model_card_checkpoint_loads_and_classifies_a_batch(convnext_checkpoint)
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     # The weights in the file are the weights in the model.
     saved = torch.load(convnext_checkpoint, weights_only=True)
-    assert torch.equal(expert.model.state_dict()["classifier.2.weight"], saved["classifier.2.weight"])
+    assert torch.equal(expert.loaded.network.state_dict()["classifier.2.weight"], saved["classifier.2.weight"])
 
 
 def test_dataparallel_prefix_is_accepted(tmp_path, convnext_checkpoint):
     path = save_model_card_checkpoint(tmp_path / "dp.pth", prefix="module.")
     state = load_state_dict(path)
     assert "classifier.2.bias" in state and not any(k.startswith("module.") for k in state)
-    ExpertClassifier(expert_spec_for(str(path)), device="cpu")
+    load_expert(expert_spec_for(str(path)), device="cpu")
 
 
 def test_wrong_head_size_names_the_keys(tmp_path):
     path = save_model_card_checkpoint(tmp_path / "ten.pth", num_classes=10)
     with pytest.raises(ModelError, match=r"classifier\.2\.weight \(10, 768\) vs \(40, 768\)"):
-        ExpertClassifier(expert_spec_for(str(path)), device="cpu")
+        load_expert(expert_spec_for(str(path)), device="cpu")
 
 
 class _Payload:
@@ -88,4 +88,4 @@ def test_safetensors_and_checksum(tmp_path, convnext_checkpoint):
         "labels": list(PUBLISHED_LABELS), "sha256": "0" * 64,
     }))  # fmt: skip
     with pytest.raises(ModelError, match="sha256"):
-        ExpertClassifier(expert_spec_for(str(manifest)), device="cpu")
+        load_expert(expert_spec_for(str(manifest)), device="cpu")

@@ -6,9 +6,9 @@ import pytest
 from builders import SAMPLES, read_ground_truth, write_efficientnet_manifest
 
 from fishcam.classify.crops import crop
-from fishcam.classify.expert import ExpertClassifier
 from fishcam.models.devices import pick_precision
 from fishcam.models.expert_spec import expert_spec_for
+from fishcam.models.loading import load_expert
 
 pytestmark = pytest.mark.model
 
@@ -33,8 +33,8 @@ def test_bf16_decides_like_fp32_on_real_weights(tmp_path):
     spec = expert_spec_for(str(write_efficientnet_manifest(tmp_path)))
     crops = sample_crops()
     assert len(crops) > 60
-    fp32 = ExpertClassifier(spec, device="cpu", precision="fp32").predict(crops)
-    bf16 = ExpertClassifier(spec, device="cpu", precision="bf16").predict(crops)
+    fp32 = load_expert(spec, device="cpu", precision="fp32").predict(crops)
+    bf16 = load_expert(spec, device="cpu", precision="bf16").predict(crops)
     agree = np.mean(fp32.argmax(axis=1) == bf16.argmax(axis=1))
     assert agree >= 0.99, agree
     top = fp32.argmax(axis=1)
@@ -47,8 +47,8 @@ def test_openvino_expert_decides_like_torch_fp32(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     spec = expert_spec_for(str(write_efficientnet_manifest(tmp_path)))
     crops = sample_crops()
-    reference = ExpertClassifier(spec, device="cpu", precision="fp32", backend="torch").predict(crops)
-    openvino = ExpertClassifier(spec, device="cpu", precision=precision, backend="openvino")
+    reference = load_expert(spec, device="cpu", precision="fp32", backend="torch").predict(crops)
+    openvino = load_expert(spec, device="cpu", precision=precision, backend="openvino")
     assert openvino.backend == "openvino"
     assert np.mean(reference.argmax(axis=1) == openvino.predict(crops).argmax(axis=1)) >= 0.99
     # Converted once, then read from the cache (keyed by the weights' checksum).
@@ -95,7 +95,7 @@ def test_a_crops_probabilities_do_not_depend_on_its_batch(convnext_checkpoint, p
     depend on what else was in it (bf16: bit for bit; fp32: within float rounding)."""
     from fishcam.models.expert_spec import published_expert
 
-    expert = ExpertClassifier(published_expert(str(convnext_checkpoint)), device="cpu", precision=precision)
+    expert = load_expert(published_expert(str(convnext_checkpoint)), device="cpu", precision=precision)
     crops = sample_crops(every=40)[:9]
     alone = np.concatenate([expert.predict([c]) for c in crops])
     together = np.concatenate([expert.predict(crops[:4]), expert.predict(crops[4:])])

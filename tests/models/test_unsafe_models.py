@@ -12,6 +12,7 @@ import pytest
 import torch
 from builders import save_model_card_checkpoint, save_tiny_open_clip
 
+from fishcam import runtime
 from fishcam.app.cli import main
 from fishcam.errors import ModelError, UnsafeCheckpointError
 from fishcam.models.checkpoint import check_ultralytics_checkpoint
@@ -48,6 +49,7 @@ class ConstructorCall:
 
 def evil_detectors(folder: Path, marker: Path) -> dict[str, Path]:
     """Real Ultralytics checkpoints with a payload hidden in each place one can go."""
+    runtime.setup()  # unpickling the real one below imports Ultralytics: its settings in fishcam's folder
     folder.mkdir(parents=True, exist_ok=True)
     real = torch.load(TEST_DETECTOR, map_location="cpu", weights_only=False)
     variants = {
@@ -193,13 +195,13 @@ def test_fallback_local_dir_form_and_its_checksum(tmp_path, capsys, convnext_che
     the weights' content."""
     import hashlib
 
-    from fishcam.classify.fallback import ZeroShotFallback
     from fishcam.classify.species_list import read_species_list
+    from fishcam.models.loading import load_fallback
 
     folder = save_tiny_open_clip(tmp_path / "tiny")
     species = tmp_path / "species.txt"
     species.write_text("goldfish\nlionfish\n")
-    fallback = ZeroShotFallback(f"local-dir:{folder}", read_species_list(species), ["a photo of {}."], "cpu")
+    fallback = load_fallback(f"local-dir:{folder}", read_species_list(species), ["a photo of {}."], "cpu")
     described = fallback.describe()
     weights = folder / "open_clip_model.safetensors"
     assert described["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -207,7 +209,7 @@ def test_fallback_local_dir_form_and_its_checksum(tmp_path, capsys, convnext_che
     from safetensors.torch import load_file
 
     saved = load_file(str(weights))
-    assert torch.equal(fallback.model.state_dict()["visual.proj"], saved["visual.proj"])
+    assert torch.equal(fallback.loaded.network.state_dict()["visual.proj"], saved["visual.proj"])
 
 
 def test_checksums_of_hugging_face_cache_files_come_from_their_content(tmp_path):
