@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fishcam.pipeline import LoopStats
+from fishcam.sources.base import Source
 
 log = logging.getLogger(__name__)
 
@@ -15,12 +16,12 @@ log = logging.getLogger(__name__)
 class HealthLog:
     def __init__(
         self,
-        source: Any,
+        source: Source,
         interval_s: float,
         on_progress: Callable[[LoopStats], None] | None,
         label: str | None = None,
     ) -> None:
-        self.health = getattr(source, "health", None)  # only live sources keep health counters
+        self.health = source.health  # only live sources keep health counters
         # Which camera a line is about, when one process runs several: "health [reef-north]: …".
         self.prefix = f"health [{label}]" if label else "health"
         self.interval_s = interval_s

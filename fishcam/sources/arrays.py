@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fishcam.sources.base import SourceStatus
 from fishcam.types import Frame
 
+if TYPE_CHECKING:
+    from fishcam.sources.live import LiveHealth
+
 
 class ArraySource:
     live = False
     recorded_start_unix: float | None = None
+    health: LiveHealth | None = None
 
     def __init__(self, images_bgr: Sequence[np.ndarray], fps: float = 25.0, name: str = "arrays") -> None:
         if not len(images_bgr):

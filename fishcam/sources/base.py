@@ -7,11 +7,14 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fishcam.config import SourceConfig
 from fishcam.errors import SourceError
 from fishcam.types import Frame
+
+if TYPE_CHECKING:
+    from fishcam.sources.live import LiveHealth
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts"}
 
@@ -42,6 +45,11 @@ class Source(Protocol):
     live: bool  # a camera: frames come at its pace, and are dropped rather than waited for
     location: str  # where the input is: a file or folder's absolute path, a camera's masked URL
     recorded_start_unix: float | None  # when the recording began, where known
+
+    @property
+    def health(self) -> LiveHealth | None:
+        """A camera's counters (frames in, dropped, reconnects, outages); None for files."""
+        ...
 
     def __iter__(self) -> Iterator[Frame]: ...
 

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -25,11 +26,15 @@ from fishcam.sources.base import VIDEO_SUFFIXES, SourceStatus
 from fishcam.sources.ffmpeg import open_with_options
 from fishcam.types import Frame
 
+if TYPE_CHECKING:
+    from fishcam.sources.live import LiveHealth
+
 log = logging.getLogger(__name__)
 
 
 class VideoFileSource:
     live = False
+    health: LiveHealth | None = None
 
     def __init__(self, path: Path, max_read_failures: int = 50) -> None:
         self.path = Path(path)

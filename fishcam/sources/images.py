@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -18,6 +19,9 @@ import numpy as np
 from fishcam.errors import SourceError
 from fishcam.sources.base import SourceStatus
 from fishcam.types import Frame
+
+if TYPE_CHECKING:
+    from fishcam.sources.live import LiveHealth
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str]:
 class ImageFolderSource:
     live = False
     recorded_start_unix: float | None = None
+    health: LiveHealth | None = None
 
     def __init__(self, folder: Path, fps: float = 1.0) -> None:
         self.folder = Path(folder)

@@ -231,7 +231,7 @@ class EndlessSource:
     """Frames forever, like a camera (without its reader thread)."""
 
     name, fps, width, height = "endless", 25.0, 64, 48
-    live, location, recorded_start_unix = True, "endless", None
+    live, location, recorded_start_unix, health = True, "endless", None, None
 
     def __init__(self):
         self.status = SourceStatus()
