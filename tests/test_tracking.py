@@ -98,10 +98,10 @@ def test_ids_survive_missed_detections():
 
 
 def test_real_yolo_detector_on_the_dive_sample():
-    from fishcam.detect.yolo import YoloDetector
+    from fishcam.models.loading import load_detector
 
     config = load_config(None, [f"detector.weights={TEST_DETECTOR}", "detector.image_size=320"])
-    sink = track_sample("dive_sample", YoloDetector(config.detector))
+    sink = track_sample("dive_sample", load_detector(config.detector))
     scores = mot_scores("dive_sample", sink)
     print("dive_sample YOLO+ByteTrack", scores)
     assert len(sink.tracks) == len(sample_meta("dive_sample")["fish"])

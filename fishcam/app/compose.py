@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from fishcam.classify.service import SpeciesModels
@@ -47,10 +46,10 @@ def check_models(config: Config) -> None:
             wanted.append(("fallback", config.classify.fallback.model))
     missing = []
     for role, ref in wanted:
-        if role == "expert" and ref.lower().endswith((".json", ".yaml", ".yml")):
-            from fishcam.models.expert_spec import read_manifest
+        if role == "expert":
+            from fishcam.models.expert_spec import expert_weights
 
-            ref = read_manifest(Path(ref)).weights
+            ref = expert_weights(ref)
         try:
             hub.resolve(ref, role)
         except MissingModelError as exc:
@@ -87,9 +86,9 @@ def build_detector(config: Config) -> Detector:
         from fishcam.detect.motion import MotionDetector
 
         return MotionDetector(config.detector.motion)
-    from fishcam.detect.yolo import YoloDetector
+    from fishcam.models.loading import load_detector
 
-    return YoloDetector(config.detector)
+    return load_detector(config.detector)
 
 
 def components_sharing_models(components: Components, config: Config) -> Components:
@@ -104,11 +103,11 @@ def components_sharing_models(components: Components, config: Config) -> Compone
 
 
 def build_species_models(config: Config) -> tuple[SpeciesModels, dict[str, Any]]:
-    from fishcam.classify.expert import ExpertClassifier
     from fishcam.models.expert_spec import expert_spec_for
+    from fishcam.models.loading import load_expert
 
     cfg = config.classify
-    expert = ExpertClassifier(
+    expert = load_expert(
         expert_spec_for(cfg.expert.weights),
         cfg.expert.device,
         cfg.expert.batch_size,
@@ -118,11 +117,11 @@ def build_species_models(config: Config) -> tuple[SpeciesModels, dict[str, Any]]
     described: dict[str, Any] = {"expert": expert.describe()}
     fallback = None
     if cfg.fallback.species_list:
-        from fishcam.classify.fallback import ZeroShotFallback
         from fishcam.classify.species_list import read_species_list
+        from fishcam.models.loading import load_fallback
 
         species = read_species_list(cfg.fallback.species_list)
-        fallback = ZeroShotFallback(
+        fallback = load_fallback(
             cfg.fallback.model, species, cfg.fallback.templates, cfg.fallback.device, cfg.fallback.batch_size
         )
         described["fallback"] = fallback.describe()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,7 +13,6 @@ import torch
 from fishcam.classify.preprocess import to_batch
 from fishcam.models.architectures import build_architecture, load_into  # noqa: F401  (fishcam.train's import)
 from fishcam.models.devices import DTYPES
-from fishcam.models.expert_spec import ExpertSpec
 
 if TYPE_CHECKING:
     from fishcam.models.loading import LoadedExpert
@@ -22,42 +21,11 @@ if TYPE_CHECKING:
 class ExpertClassifier:
     """Implements the SpeciesModel protocol over a loaded expert.
 
-    ``ExpertClassifier(load_expert_network(spec, ...), batch_size=16)`` adapts a loaded network
-    (``load_expert(spec, ...)`` does that and warms it up). The older ``ExpertClassifier(spec,
-    device, batch_size, precision, backend)`` loads and warms up as ``load_expert`` does.
+    ``ExpertClassifier(load_expert_network(spec, ...), batch_size=16)`` adapts a loaded network;
+    ``load_expert(spec, ...)`` does that and warms it up.
     """
 
-    @overload
-    def __init__(self, model: LoadedExpert, *, batch_size: int = 16) -> None: ...
-    @overload
-    def __init__(
-        self,
-        model: ExpertSpec,
-        device: str = "auto",
-        batch_size: int = 16,
-        precision: str = "fp32",
-        backend: str = "torch",
-    ) -> None: ...
-
-    def __init__(
-        self,
-        model: LoadedExpert | ExpertSpec,
-        device: str = "auto",
-        batch_size: int = 16,
-        precision: str = "fp32",
-        backend: str = "torch",
-    ) -> None:
-        if isinstance(model, ExpertSpec):  # the older form: load here
-            from fishcam.models.loading import load_expert_network
-
-            self._adapt(load_expert_network(model, device, precision, backend), batch_size)
-            self.warm_up()
-        elif (device, precision, backend) != ("auto", "fp32", "torch"):
-            raise TypeError("a loaded expert has its device, precision and backend: give only batch_size=")
-        else:
-            self._adapt(model, batch_size)
-
-    def _adapt(self, model: LoadedExpert, batch_size: int) -> None:
+    def __init__(self, model: LoadedExpert, *, batch_size: int = 16) -> None:
         self.loaded = model
         self.spec = model.spec
         self.labels = model.spec.labels

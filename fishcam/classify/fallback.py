@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,50 +36,12 @@ def embeddings_cache_dir() -> Path:
 class ZeroShotFallback:
     """Implements the SpeciesModel protocol over a species list.
 
-    ``ZeroShotFallback(load_clip(ref), species, species_embeddings(...))`` adapts a loaded model
-    (``load_fallback(ref, species, templates)`` does all of it). The older
-    ``ZeroShotFallback(ref, species, templates, device, batch_size, cache_dir)`` loads as
-    ``load_fallback`` does.
+    ``ZeroShotFallback(load_clip(ref), species, species_embeddings(...))`` adapts a loaded model;
+    ``load_fallback(ref, species, templates)`` does all of it.
     """
 
-    @overload
     def __init__(
-        self, model: LoadedClip, species: Sequence[SpeciesEntry], text_features: torch.Tensor, *, batch_size: int = 8
-    ) -> None: ...
-    @overload
-    def __init__(
-        self,
-        model: str,
-        species: Sequence[SpeciesEntry],
-        templates: Sequence[str],
-        /,
-        device: str = "auto",
-        batch_size: int = 8,
-        cache_dir: Path | None = None,
-    ) -> None: ...
-
-    def __init__(
-        self,
-        model: LoadedClip | str,
-        species: Sequence[SpeciesEntry],
-        text_features: torch.Tensor | Sequence[str],
-        device: str = "auto",
-        batch_size: int = 8,
-        cache_dir: Path | None = None,
-    ) -> None:
-        if isinstance(model, str):  # the older form, a reference and the templates: load here
-            from fishcam.models.loading import load_clip
-
-            clip = load_clip(model, device)
-            templates = [str(t) for t in text_features]
-            self._adapt(clip, species, species_embeddings(clip, species, templates, cache_dir), batch_size)
-        elif not isinstance(text_features, torch.Tensor) or device != "auto" or cache_dir is not None:
-            raise TypeError("a loaded fallback takes the species' text embeddings and batch_size= only")
-        else:
-            self._adapt(model, species, text_features, batch_size)
-
-    def _adapt(
-        self, clip: LoadedClip, species: Sequence[SpeciesEntry], text_features: torch.Tensor, batch_size: int
+        self, clip: LoadedClip, species: Sequence[SpeciesEntry], text_features: torch.Tensor, *, batch_size: int = 8
     ) -> None:
         if len(text_features) != len(species):
             raise ValueError(f"{len(text_features)} text embeddings for {len(species)} species")

@@ -3,7 +3,7 @@ frames. Loading, checking and exporting the weights are ``fishcam.models``'; thi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,28 +19,11 @@ if TYPE_CHECKING:
 class YoloDetector:
     """Implements the Detector protocol over a loaded Ultralytics model.
 
-    ``YoloDetector(load_yolo(config), config)`` adapts a loaded model (``load_detector(config)``
-    does that and warms it up). The older ``YoloDetector(config)`` loads and warms up as
-    ``load_detector`` does.
+    ``YoloDetector(load_yolo(config), config)`` adapts a loaded model; ``load_detector(config)``
+    does that and warms it up.
     """
 
-    @overload
-    def __init__(self, model: LoadedDetector, config: DetectorConfig) -> None: ...
-    @overload
-    def __init__(self, model: DetectorConfig) -> None: ...
-
-    def __init__(self, model: LoadedDetector | DetectorConfig, config: DetectorConfig | None = None) -> None:
-        if isinstance(model, DetectorConfig):  # the older form: load here
-            from fishcam.models.loading import load_yolo
-
-            self._adapt(load_yolo(model), model)
-            self.warm_up()
-        elif config is None:
-            raise TypeError("YoloDetector(model, config): the config says how to detect")
-        else:
-            self._adapt(model, config)
-
-    def _adapt(self, model: LoadedDetector, config: DetectorConfig) -> None:
+    def __init__(self, model: LoadedDetector, config: DetectorConfig) -> None:
         self.loaded = model
         self.config = config
         self._model = model.yolo

@@ -100,7 +100,7 @@ def expert_weights(ref: str) -> str:
 
 
 class Manifest(BaseModel):
-    """An expert manifest as written (``fishcam train`` writes them; see README, Models)."""
+    """An expert manifest as written (``fishcam train`` writes them; see docs/models.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 

@@ -73,6 +73,6 @@ def fetch_models(config: Config) -> int:
             f"could not fetch {len(failures)} model(s){why}: "
             + " | ".join(failures)
             + f". On a machine without the hub, copy the files into {hf_cache_dir()} from a "
-            "machine that has them, or point the config at local files (see README, Models)"
+            "machine that has them, or point the config at local files (see docs/models.md)"
         )
     return 0

@@ -129,8 +129,9 @@ def find_rembg_model(cfg: RembgConfig) -> Path:
 def mask_cache_dir(cfg: RembgConfig) -> Path:
     if cfg.cache_dir:
         return Path(cfg.cache_dir)
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "fishcam" / "rembg-masks"
+    from fishcam.models.paths import cache_dir
+
+    return cache_dir("rembg-masks")
 
 
 class BackgroundRemover:

@@ -264,12 +264,12 @@ def evaluate_expert(
     """``fishcam eval``: any expert (a manifest, or a checkpoint in the published format) on a
     labelled folder or CSV, through the same code ``fishcam run`` uses to classify crops."""
     extras.require("eval", extras.REPORTS)
-    from fishcam.classify.expert import ExpertClassifier
     from fishcam.models.expert_spec import expert_spec_for
+    from fishcam.models.loading import load_expert
     from fishcam.train.config import DataConfig
 
     samples, skipped = read_labelled(Path(data), DataConfig(), split)
-    expert = ExpertClassifier(expert_spec_for(weights), device=device, batch_size=batch_size)
+    expert = load_expert(expert_spec_for(weights), device=device, batch_size=batch_size)
     label_indices(samples, expert.labels)  # fail on unknown class names before the slow part
     log.info(
         "evaluating %s on %d images of %d classes", expert.spec.name, len(samples), len({s.label for s in samples})

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from builders import REAL_FISH
 
-from fishcam.classify.fallback import ZeroShotFallback
 from fishcam.classify.species_list import parse_species_list
 from fishcam.errors import MissingModelError
 from fishcam.models.loading import load_fallback
@@ -33,9 +32,6 @@ def test_predicts_over_the_species_list_and_caches_text_embeddings(tiny_clip, tm
     monkeypatch.setattr(open_clip.CLIP, "encode_text", no_text)
     again = load_fallback(str(tiny_clip), SPECIES, ["a photo of {}."], device="cpu", embeddings_dir=tmp_path)
     assert np.allclose(again.predict(crops), probs, atol=1e-5)
-    # The older constructor loads the same way and reads the same cache.
-    older = ZeroShotFallback(str(tiny_clip), SPECIES, ["a photo of {}."], "cpu", 8, tmp_path)
-    assert np.allclose(older.predict(crops), probs, atol=1e-5) and older.describe() == again.describe()
     # Another list is another cache entry.
     monkeypatch.undo()
     load_fallback(str(tiny_clip), SPECIES[:2], ["a photo of {}."], device="cpu", embeddings_dir=tmp_path)

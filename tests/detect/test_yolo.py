@@ -157,16 +157,6 @@ def test_with_openvino_torch_runs_the_detectors_small_ops_on_one_thread():
         torch.set_num_threads(before)
 
 
-def test_the_older_constructor_loads_as_load_detector_does():
-    from fishcam.detect.yolo import YoloDetector
-
-    config = load_config(None, [f"detector.weights={TEST_DETECTOR}", "detector.image_size=320"]).detector
-    (frame,) = sample_frames([150])
-    older, loaded = YoloDetector(config), detector()
-    assert older.describe() == loaded.describe()
-    same_boxes(older.detect(frame), loaded.detect(frame))
-
-
 @pytest.mark.parametrize("cache", ["writable", "not writable"])
 def test_ultralytics_settings_stay_in_fishcams_own_folder(tmp_path, cache):
     """Ultralytics writes settings.json into its config folder when imported (by default the

@@ -34,9 +34,9 @@ def stamp_of(image) -> int:
 
 
 def yolo():
-    from fishcam.detect.yolo import YoloDetector
+    from fishcam.models.loading import load_detector
 
-    return YoloDetector(load_config(None, [f"detector.weights={TEST_DETECTOR}", "detector.image_size=320"]).detector)
+    return load_detector(load_config(None, [f"detector.weights={TEST_DETECTOR}", "detector.image_size=320"]).detector)
 
 
 class Recorder:

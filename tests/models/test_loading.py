@@ -104,7 +104,7 @@ def test_importing_fishcam_changes_nothing_in_the_process():
 
 
 @pytest.mark.model
-def test_the_older_expert_constructor_loads_as_load_expert_does(convnext_checkpoint):
+def test_an_expert_adapter_only_adapts_the_network_it_is_given(convnext_checkpoint):
     import cv2
 
     from fishcam.classify.expert import ExpertClassifier
@@ -113,8 +113,7 @@ def test_the_older_expert_constructor_loads_as_load_expert_does(convnext_checkpo
     spec = expert_spec_for(str(convnext_checkpoint))
     crops = [cv2.imread(str(REAL_FISH / "kde_goldfish.png"))]
     loaded = load_expert(spec, device="cpu", batch_size=4)
-    older = ExpertClassifier(spec, "cpu", 4)
-    assert older.describe() == loaded.describe() and older.batch_size == loaded.batch_size == 4
-    assert np.array_equal(older.predict(crops), loaded.predict(crops))
-    with pytest.raises(TypeError, match="give only batch_size"):
-        ExpertClassifier(load_expert_network(spec, "cpu", "fp32", "torch"), "cpu")
+    network = load_expert_network(spec, "cpu", "fp32", "torch")
+    adapted = ExpertClassifier(network, batch_size=4)
+    assert adapted.loaded is network and adapted.describe() == loaded.describe()
+    assert np.array_equal(adapted.predict(crops), loaded.predict(crops))

@@ -130,10 +130,10 @@ def test_published_format_loads_with_the_model_card_code(tmp_path, u2net_home):
     model.load_state_dict(torch.load(out / "expert" / "fish-expert.pth", weights_only=True))
     model.eval()
 
-    from fishcam.classify.expert import ExpertClassifier
+    from fishcam.models.loading import load_expert
 
     image = cv2.imread(str(next((data / "lionfish").iterdir())))
-    expert = ExpertClassifier(manifest, device="cpu")
+    expert = load_expert(manifest, device="cpu")
     rgb = torch.from_numpy(cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)[..., ::-1].copy())
     x = (rgb.permute(2, 0, 1).float() / 255 - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor(
         [0.229, 0.224, 0.225]
