@@ -16,6 +16,7 @@ import threading
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -144,7 +145,10 @@ def check_ultralytics_checkpoint(path: Path) -> None:
     # The names are fine; now prove the whole pickle loads with only them, and that it builds each
     # layer the way torch.save stores one (an empty object, then its attributes), never by calling
     # a constructor with arguments from the file: the stand-ins below refuse __init__.
-    stand_ins = [(_no_constructor(obj), name) if _is_layer(name) else (obj, name) for name, obj in allowed.items()]
+    stand_ins: list[Any] = [
+        (_no_constructor(obj), name) if _is_layer(name) else (obj, name)  # type: ignore[arg-type]
+        for name, obj in allowed.items()
+    ]
     try:
         with _load_lock, torch.serialization.safe_globals(stand_ins):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -32,7 +32,7 @@ def list_models(config: Config) -> int:
     for role, ref in models_of(config):
         try:
             info = hub.describe(hub.resolve(ref, role))
-            size = f"{int(info.get('bytes', 0)) / 1e6:.1f} MB" if "bytes" in info else ""
+            size = f"{int(str(info['bytes'])) / 1e6:.1f} MB" if "bytes" in info else ""
             table.add_row(role, ref, "present", str(info["path"]), size, str(info.get("sha256", ""))[:12])
         except MissingModelError:
             table.add_row(role, ref, "MISSING", "", "", "")

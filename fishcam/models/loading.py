@@ -158,7 +158,7 @@ def load_expert_network(spec: ExpertSpec, device: str, precision: str, backend: 
     load_into(network, load_state_dict(weights), spec)
     # Channels-last memory and bf16/fp16 autocast are what make the network fast (REFERENCE §4);
     # autocast keeps the sensitive ops in fp32, so decisions stay those of fp32 (tested).
-    network = network.eval().to(device, memory_format=torch.channels_last)
+    network = network.eval().to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     backend = expert_backend(backend)
     compiled = None
     if backend == "openvino":

@@ -82,7 +82,7 @@ def load_splits(source: Path, cfg: DataConfig, seed: int) -> Splits:
     if source.is_file():
         rows = _read_csv(source)
         given = any(r.get("split") for r in rows)
-        by_split = {name: [] for name in SPLITS} if given else {"all": []}
+        by_split: dict[str, list] = {name: [] for name in SPLITS} if given else {"all": []}
         for row in rows:
             key = row.get("split") or "train" if given else "all"
             if key not in by_split:

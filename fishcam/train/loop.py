@@ -4,6 +4,7 @@ images, out-of-memory advice, and the progress bar."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -84,7 +85,7 @@ class Bar:
 
     def __init__(self, enabled: bool, label: str, total: int) -> None:
         self.enabled, self.label, self.total = enabled, label, total
-        self._progress = None
+        self._progress: Any = None  # rich's Progress while enabled
 
     def __enter__(self) -> Bar:
         if self.enabled:

@@ -32,7 +32,7 @@ def expert_spec(cfg: ModelConfig, labels: tuple[str, ...], preprocess: Preproces
 def head_module(model: torch.nn.Module, spec: ExpertSpec) -> torch.nn.Module:
     if spec.head:
         return model.get_submodule(spec.head)
-    return model.get_classifier()  # timm
+    return model.get_classifier()  # type: ignore[operator]  # timm models have it
 
 
 def head_names(model: torch.nn.Module, spec: ExpertSpec) -> set[str]:
@@ -106,7 +106,7 @@ def initialise(model: torch.nn.Module, spec: ExpertSpec, cfg: ModelConfig) -> st
     # Some libraries initialise heads for training from scratch (timm's EfficientNet: uniform
     # ±1/sqrt(classes)); on pretrained features that gives huge first logits. Start near zero.
     head = head_module(model, spec)
-    torch.nn.init.normal_(head.weight, std=0.01)
-    torch.nn.init.zeros_(head.bias)
+    torch.nn.init.normal_(head.weight, std=0.01)  # type: ignore[arg-type]  # a Linear's tensors
+    torch.nn.init.zeros_(head.bias)  # type: ignore[arg-type]
     log.info("initialised %s from %s (head: %d fresh outputs)", spec.architecture, path, len(spec.labels))
     return str(path)

@@ -110,7 +110,8 @@ class TrainingState:
             )
         try:
             state = cls(**{k: v for k, v in payload.items() if k != "format"})
-            state.history = [EpochRecord(**row) for row in state.history]
+            rows: list[Any] = state.history
+            state.history = [EpochRecord(**row) for row in rows]
             baseline: Any = state.baseline
             state.baseline = ValScores(**baseline) if baseline is not None else None
         except (TypeError, AttributeError) as exc:  # a key missing, unknown, or of the wrong kind

@@ -129,7 +129,7 @@ def _build_model(
     model = build_architecture(spec)
     if saved is None:
         return model, spec, initialise(model, spec, cfg.model)
-    model.load_state_dict(saved.model)
+    model.load_state_dict(saved.model or {})
     log.info("resuming after stage %d epoch %d (%d epochs done)", saved.stage, saved.stage_epoch, saved.epoch)
     return model, spec, saved.initialised
 
@@ -262,7 +262,8 @@ class _Run:
         return EpochRecord(
             epoch=epoch + 1, stage=stage, stage_epoch=state.stage_epoch + 1,
             lr=",".join(f"{g['lr']:.3g}" for g in optimizer.param_groups),
-            train_loss=train_loss, train_accuracy=train_accuracy, **scores.as_dict(),
+            train_loss=train_loss, train_accuracy=train_accuracy, val_loss=scores.val_loss,
+            val_accuracy=scores.val_accuracy, val_macro_f1=scores.val_macro_f1,
             train_images_per_s=seen / train_s, val_images_per_s=len(self.splits.val) / val_s,
         )  # fmt: skip
 
@@ -307,7 +308,7 @@ class _Run:
     def predict(self, loader: DataLoader, label: str) -> np.ndarray:
         self.model.eval()
         outputs = []
-        with guard_memory(self.cfg), Bar(self.show_progress, label, len(loader.dataset)) as bar:
+        with guard_memory(self.cfg), Bar(self.show_progress, label, len(loader.dataset)) as bar:  # type: ignore[arg-type]
             for images in loader:
                 with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
                     logits = self.model(images.to(self.device, non_blocking=True))
