@@ -27,7 +27,7 @@ def main() -> None:
         shutil.copyfile(ROOT / "samples" / "dive_sample.mp4", folder / f"dive_{i:02d}.mp4")
     config = load_config(
         None,
-        [f"detector.weights={ROOT / 'tests/data/detector/fish_yolov8n.pt'}", "detector.image_size=320",
+        [f"detector.weights={ROOT / 'samples/models/fish_yolov8n.pt'}", "detector.image_size=320",
          "classify.enabled=false", "render.video=false"],
     )  # fmt: skip
     print("| workers | videos | seconds | videos per minute | frames per second |\n|---|---|---|---|---|")

@@ -14,7 +14,7 @@ from fishcam.types import Detections
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 REAL_FISH = ROOT / "tests" / "data" / "real-fish"
-TEST_DETECTOR = ROOT / "tests" / "data" / "detector" / "fish_yolov8n.pt"
+TEST_DETECTOR = ROOT / "samples" / "models" / "fish_yolov8n.pt"
 
 
 # ---- model files -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from fishcam.models.checkpoint import check_ultralytics_checkpoint
 pytestmark = pytest.mark.model
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_DETECTOR = ROOT / "tests" / "data" / "detector" / "fish_yolov8n.pt"
+TEST_DETECTOR = ROOT / "samples" / "models" / "fish_yolov8n.pt"
 SAMPLE = ROOT / "samples" / "fixed_sample.mp4"
 
 

@@ -1,6 +1,6 @@
-"""Train the tiny 1-class "fish" YOLOv8n test fixture ``fish_yolov8n.pt``.
+"""Train the tiny 1-class "fish" YOLOv8n sample detector ``fish_yolov8n.pt`` (also the tests' detector).
 
-Run from the repo root:  python tests/data/detector/make_detector.py
+Run from the repo root:  python samples/models/make_detector.py
 
 Training images are synthetic composites of the real fish cut-outs over frames
 200-350 of the diver footage (and their mirror images). The shipped sample clip
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
+REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "samples"))
 import make_sample as ms  # noqa: E402
 

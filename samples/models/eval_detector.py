@@ -1,6 +1,6 @@
 """Score fish_yolov8n.pt on samples/dive_sample.mp4 against its exact GT.
 
-python tests/data/detector/eval_detector.py [weights.pt] [--imgsz 320 640]
+python samples/models/eval_detector.py [weights.pt] [--imgsz 320 640]
 
 Per frame, detections (conf >= 0.25) are greedily matched to GT boxes at IoU >= 0.5,
 highest confidence first. Prints precision, recall, false positives per frame and CPU
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
+REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from make_detector import offline_ultralytics  # noqa: E402
 
