@@ -225,7 +225,7 @@ def tracking_quality(frames: int) -> list[tuple[str, int, int, dict]]:
     from test_tracking import score_tracks, track_video
 
     from fishcam.config import load_config
-    from fishcam.detect.yolo import YoloDetector
+    from fishcam.models.loading import load_detector
 
     clip = make_clip(20, frames)
     videos = [
@@ -237,7 +237,7 @@ def tracking_quality(frames: int) -> list[tuple[str, int, int, dict]]:
     for name, path, truth, length, sizes in videos:
         fish = len({row["fish_id"] for row in truth})
         for size in sizes:
-            detector = YoloDetector(
+            detector = load_detector(
                 load_config(None, [f"detector.weights={DETECTOR}", f"detector.image_size={size}"]).detector
             )
             for stride in (1, 2, 3):

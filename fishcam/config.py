@@ -42,7 +42,9 @@ class LiveConfig(_Section):
     )
     health_interval_s: float = Field(60.0, gt=0, description="health line in the log this often")
     flush_interval_s: float = Field(
-        10.0, gt=0, description="tracks.csv and species_counts.csv rewritten this often when a track has closed; logs flushed"
+        10.0,
+        gt=0,
+        description="tracks.csv and species_counts.csv rewritten this often when a track has closed; logs flushed",
     )
     rotate: Literal["none", "hourly", "daily"] = Field(
         "none", description="none, hourly or daily: a new output folder per period"

@@ -277,11 +277,11 @@ def score(manifest: Path, folder: Path, out: Path) -> dict:
 
 def unseen_check(manifest: Path, folder: Path) -> dict:
     """An unseen fish (no class of its own): how often would the expert still name it?"""
-    from fishcam.classify.expert import ExpertClassifier
     from fishcam.models.expert_spec import read_manifest
+    from fishcam.models.loading import load_expert
 
     spec = read_manifest(manifest)
-    expert = ExpertClassifier(spec, device="cpu", batch_size=64)
+    expert = load_expert(spec, device="cpu", batch_size=64)
     images = [cv2.imread(str(p)) for p in sorted(folder.rglob("*.png"))]
     probs = expert.predict(images)
     threshold = float(spec.extra["fallback_threshold"])

@@ -174,6 +174,8 @@ def colour_scene(fish: list[dict], frames: int, size=(240, 320)) -> tuple[list[n
 class ColourModel:
     """A scripted species model: the crop's dominant colour picks a row of probabilities."""
 
+    device = "cpu"
+
     def __init__(self, labels: list[str], by_colour: dict[tuple[int, int, int], list[float]]) -> None:
         self.labels = tuple(labels)
         self.by_colour = {k: np.asarray(v, np.float32) for k, v in by_colour.items()}
