@@ -49,3 +49,20 @@ def test_import_fishcam_loads_no_model_library_and_names_its_api():
 def test_errors_are_the_commands_one_line_errors(tmp_path):
     with pytest.raises(fishcam.FishcamError, match="input not found"):
         fishcam.process_video(tmp_path / "missing.mp4", tmp_path / "out")
+
+
+def test_the_stages_never_import_the_application_layer():
+    """docs/layout.md: fishcam/app/ composes the stages; only the entry points (api, __main__) sit above it."""
+    import ast
+
+    package = ROOT / "fishcam"
+    offenders = []
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(package)
+        if relative.parts[0] == "app" or relative.name in {"api.py", "__main__.py"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            offenders += [f"{relative}: {name}" for name in names if name.startswith("fishcam.app")]
+    assert offenders == []

@@ -1,7 +1,7 @@
-"""One run: build the models a config asks for, read a source, write every output.
+"""One run: a source through the pipeline into a run folder, as open → loop → finish.
 
-Models are checked before any frame is read, so an offline machine missing a model stops at
-once with a message naming every missing file.
+The models come built (``fishcam.app.compose``); what happens here is policy: live or file,
+how the run ended, and what its summary and exit code say about it.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from fishcam.track.bytetrack import ByteTracker
 from fishcam.types import Frame, RunFigures, RunInfo, RunStatus, RunSummary
 
 log = logging.getLogger(__name__)
-
-DEFAULT_EXPERT_THRESHOLD = 0.6
 
 
 def build_pipeline(source: Source, config: Config, components: Components) -> Pipeline:

@@ -71,7 +71,11 @@ def test_two_cameras_each_with_its_own_folder_tracks_and_counts(rtsp_server, tmp
     fixed_name = f"127.0.0.1-{fixed.port}-fish"
     reef = check_camera(tmp_path / "reef", dive.url(), 0)
     still = check_camera(tmp_path / fixed_name, fixed.url(credentials="diver:***@"), 0)
-    assert 2.5 * 25 <= still["frames"] <= 4 * 25 + 1 and reef["frames"] <= 4 * 25 + 1  # --duration for each
+    # --duration for each: no frame captured 4 s or more after the camera's first. (Frames, not
+    # counted: a stream that catches up after a hiccup delivers a few frames in a burst.)
+    for folder in (tmp_path / "reef", tmp_path / fixed_name):
+        assert max(float(r["time_s"]) for r in rows(folder / "detections.csv")) < 4.0
+    assert still["frames"] >= 2.5 * 25 and reef["frames"] > 0
     # Their own tracks: the two streams differ, so do their detections.
     assert rows(tmp_path / "reef" / "detections.csv") != rows(tmp_path / fixed_name / "detections.csv")
 

@@ -103,6 +103,8 @@ def test_disk_full_mid_run_is_one_line_and_leaves_valid_files(small_disk, capsys
     _valid_csv(out / "species_counts.csv", 7)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] in {"running", "failed"}  # never "finished": the run did not finish
+    if summary["status"] == "failed":  # the disk took the last small write: it says what the process exits with
+        assert summary["exit_code"] == code
     assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
 
 
