@@ -92,6 +92,14 @@ def _parser() -> argparse.ArgumentParser:
         "--ray", metavar="auto|ADDRESS", help="run on a Ray cluster: auto (the running one) or its address"
     )
 
+    scorer = sub.add_parser(
+        "score", parents=[logging_opts], help="measure a run against ground truth (MOTChallenge, VIAME or sample CSV)"
+    )
+    scorer.add_argument("run_dir", type=Path, help="the --out folder of a finished fishcam run")
+    scorer.add_argument("truth", type=Path, help="ground truth: MOTChallenge gt.txt, VIAME CSV or fishcam's sample CSV")
+    scorer.add_argument("--iou", type=float, default=0.5, help="least IoU for a box to match the truth (default 0.5)")
+    scorer.add_argument("--json", type=Path, help="also write the scores to this JSON file")
+
     exporter = sub.add_parser(
         "export", parents=[logging_opts], help="a finished run or batch in MOT, VIAME, COCO or Camtrap DP format"
     )
@@ -129,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_eval(args)
         if args.command == "export":
             return _cmd_export(args)
+        if args.command == "score":
+            return _cmd_score(args)
         from fishcam.config import load_config
 
         flags = {  # typed values from flags, applied after --set: a flag says what it means
@@ -233,6 +243,23 @@ def _cmd_batch(args: argparse.Namespace, config) -> int:
     )  # fmt: skip
     # The rest finished; the report lists what failed and which manifest rows were skipped.
     return exit_code_for(None, damaged=bool(report["failed"] or report["bad_rows"]))
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from fishcam.app.score_report import render
+    from fishcam.scoring import score
+    from fishcam.sinks.files import output_problem, write_json
+
+    if not 0 < args.iou <= 1:
+        raise ConfigError(f"--iou {args.iou}: give a number above 0 and at most 1")
+    result = score(args.run_dir, args.truth, args.iou)
+    if args.json is not None:
+        try:
+            write_json(args.json, result.to_json())
+        except OSError as exc:
+            raise OutputError(output_problem(exc, args.json)) from exc
+    print(render(result), end="")
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
