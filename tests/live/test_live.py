@@ -113,6 +113,7 @@ def test_stream_is_tracked_like_the_clip(rtsp_server):
 
 def test_reconnects_through_server_restarts_and_closes_tracks_at_each_outage(rtsp_server, tmp_path):
     server = rtsp_server()
+    detector = yolo()  # models first, as fishcam run loads them: a stream does not wait while they load
     source = LiveSource(server.url(), FAST)
     config = load_config(None, ["classify.enabled=false", "source.duration_s=14", "source.live.flush_interval_s=1"])
 
@@ -125,7 +126,7 @@ def test_reconnects_through_server_restarts_and_closes_tracks_at_each_outage(rts
 
     chaos = threading.Thread(target=drop_three_times)
     chaos.start()
-    code, summary = run(source, config, tmp_path, Components(yolo(), None))
+    code, summary = run(source, config, tmp_path, Components(detector, None))
     chaos.join()
     assert code == 0
     assert summary.figures.live["reconnects"] == 3 and summary.figures.live["segments"] == 4
@@ -348,9 +349,17 @@ def test_health_is_logged_at_an_interval_and_summarised(rtsp_server, tmp_path, c
     import logging
 
     server = rtsp_server()
-    config = load_config(None, ["classify.enabled=false", "source.duration_s=3.5", "source.live.health_interval_s=1"])
+    # The test server builds its stream (decode, x264) when the first client connects: on a loaded
+    # 2-core CI machine that once took over the 5 s default. This test is about health, not timeouts.
+    config = load_config(
+        None,
+        ["classify.enabled=false", "source.duration_s=3.5", "source.live.health_interval_s=1",
+         "source.live.read_timeout_s=15"],
+    )  # fmt: skip
+    # Models first, as fishcam run loads them: frames queued while they load would arrive as a burst.
+    detector = yolo()
     with caplog.at_level(logging.INFO, logger="fishcam.health"):
-        code, summary = run(LiveSource(server.url(), config.source.live), config, tmp_path, Components(yolo(), None))
+        code, summary = run(LiveSource(server.url(), config.source.live), config, tmp_path, Components(detector, None))
     assert code == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("health:")]
     assert len(lines) >= 2 and "input" in lines[0] and "dropped" in lines[0] and "reconnects 0" in lines[0]
