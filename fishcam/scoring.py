@@ -174,6 +174,7 @@ def tracking_metrics(
 
     require("score", ("motmetrics",), "score")
     import motmetrics as mm
+    import supervision as sv  # its IoU: motmetrics 1.4's own helper predates NumPy 2
 
     by_frame: dict[int, list[TruthBox]] = defaultdict(list)
     for box in truth:
@@ -181,27 +182,15 @@ def tracking_metrics(
     accumulator = mm.MOTAccumulator(auto_id=False)
     for frame in range(frames):
         gt, hyp = by_frame.get(frame, []), hypotheses.get(frame, [])
-        iou = iou_matrix(np.array([b.xyxy for b in gt]).reshape(-1, 4), np.array([b for _, b in hyp]).reshape(-1, 4))
+        iou = sv.box_iou_batch(
+            np.array([b.xyxy for b in gt], np.float32).reshape(-1, 4),
+            np.array([b for _, b in hyp], np.float32).reshape(-1, 4),
+        )
         distances = np.where(iou >= min_iou, 1.0 - iou, np.nan)
         accumulator.update([b.object_id for b in gt], [t for t, _ in hyp], distances, frameid=frame)
     names = ["idf1", "mota", "motp", "num_switches", "precision", "recall"]
     summary = mm.metrics.create().compute(accumulator, metrics=names, name="run")
     return {name: _plain(summary[name].iloc[0]) for name in names}
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` with every box in ``b`` (x1, y1, x2, y2). Pure numpy: motmetrics
-    1.4's own helper predates NumPy 2."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def _plain(value: Any) -> float:

@@ -3,7 +3,6 @@ background removal, matplotlib's report figures), so that ``fishcam run`` instal
 
 from __future__ import annotations
 
-INSTALL = "pip install 'fishcam[train]'"
 REPORTS = ("matplotlib",)  # the confusion matrix and the gallery of mistakes
 BACKGROUND_REMOVAL = ("rembg", "onnxruntime")  # rembg[cpu]
 
