@@ -163,15 +163,11 @@ class LiveSource:
 
     def connect(self) -> None:
         """Open the stream (retrying as configured), read its first frame, start the reader."""
-        cap = self._connect_with_retries()
-        if cap is None:
+        opened = self._connect_with_retries(first_frame=True)
+        if opened is None:
             raise SourceError(f"cannot open live source {self.name}: {self.health.last_error}")
-        ok, first = cap.read()
-        if not ok:
-            cap.release()
-            raise SourceError(
-                f"live source {self.name} opened but sent no frame within {self.config.read_timeout_s:g} s"
-            )
+        cap, first = opened
+        assert first is not None
         self.height, self.width = first.shape[:2]
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 240 else 25.0
@@ -227,19 +223,34 @@ class LiveSource:
         cap.release()
         return None
 
-    def _connect_with_retries(self) -> cv2.VideoCapture | None:
+    def _connect_with_retries(
+        self, first_frame: bool = False
+    ) -> tuple[cv2.VideoCapture, np.ndarray | None] | None:
+        """The capture, and with ``first_frame`` its first frame: then an attempt succeeds only
+        once a frame has arrived, so a server that accepts the connection and sends nothing (its
+        pipeline still starting, a camera waiting for a key frame) is retried under the same
+        backoff as one that refuses."""
         delay = self.config.reconnect_initial_s
         attempt = 0
         while not self._stop.is_set():
-            cap = self._open()
+            cap, image = self._open(), None
+            if cap is None:
+                self.health.last_error = (
+                    f"cannot open stream {self.name} (unreachable host, wrong path, refused credentials, "
+                    f"camera off, or no answer within {self.config.open_timeout_s:g} s)"
+                )
+            elif first_frame:
+                ok, image = cap.read()
+                if not ok:
+                    cap.release()
+                    cap = None
+                    self.health.last_error = (
+                        f"stream {self.name} opened but sent no frame within {self.config.read_timeout_s:g} s"
+                    )
             if cap is not None:
                 self.health.connected = True
                 self.health.connected_unix = time.time()
-                return cap
-            self.health.last_error = (
-                f"cannot open stream {self.name} (unreachable host, wrong path, refused credentials, "
-                f"camera off, or no answer within {self.config.open_timeout_s:g} s)"
-            )
+                return cap, image
             if self.config.retries is not None and attempt >= self.config.retries:
                 return None
             attempt += 1
@@ -253,11 +264,12 @@ class LiveSource:
         try:
             while not self._stop.is_set() and generation == self._generation:
                 if cap is None:
-                    cap = self._connect_with_retries()
-                    if cap is None:
+                    opened = self._connect_with_retries()
+                    if opened is None:
                         if not self._stop.is_set() and generation == self._generation:
                             self._failed = self.health.last_error
                         break
+                    cap = opened[0]
                     if generation != self._generation:
                         break
                     fresh = Freshness()

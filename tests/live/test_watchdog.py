@@ -127,3 +127,20 @@ def test_freshness_is_the_picture_not_the_timestamp():
     changed = big.copy()
     changed[101, 203, 1] ^= 1  # one value, off the sparse sample
     assert fresh.is_new(big) and fresh.is_new(changed) and not fresh.is_new(changed.copy())
+
+
+def test_a_camera_that_opens_and_sends_nothing_is_retried_not_fatal(monkeypatch):
+    # The first connection is accepted but never sends a frame (a server whose pipeline is still
+    # starting, a camera waiting for its key frame); fishcam retries as for a refused open.
+    source, opened = stream(monkeypatch, [ScriptedCapture(0.0, None, 0.2), ScriptedCapture(None)])
+    assert len(opened) == 2 and opened[0].released.is_set()
+    frames = watch(source, 0.5)
+    assert frames and frames[0][3] == 0 and source.health.connected
+
+
+def test_with_retries_zero_a_silent_camera_is_one_clear_error(monkeypatch):
+    from fishcam.errors import SourceError
+
+    monkeypatch.setattr(live.LiveSource, "_open", lambda self: ScriptedCapture(0.0, None, 0.2))
+    with pytest.raises(SourceError, match=r"opened but sent no frame within 1\.5 s"):
+        LiveSource("rtsp://127.0.0.1:1/scripted", CONFIG.model_copy(update={"retries": 0}))
