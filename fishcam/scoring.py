@@ -1,8 +1,12 @@
 """``fishcam score RUN GT``: a run measured against ground truth a person annotated.
 
 Tracking quality (IDF1, MOTA, identity switches, precision and recall of boxes) comes from
-py-motmetrics, not from home-made metrics. It is scored on every frame of the video, the way
-MOTChallenge scores a tracker, so a run that detected on every k-th frame is scored as it is.
+py-motmetrics, and HOTA with its parts DetA (detection), AssA (association) and LocA
+(localisation) from TrackEval's own HOTA class, not from home-made metrics. Both are scored on
+every frame of the video, the way MOTChallenge scores a tracker, so a run that detected on every
+k-th frame is scored as it is; the run's boxes are every row of ``detections.csv`` with a track
+(whether detected or filled in between detections). HOTA is averaged over IoU thresholds 0.05 to
+0.95, as TrackEval reports it: ``--iou`` sets only the py-motmetrics match.
 Counts are per species: unique fish and MaxN, the run's (``species_counts.csv``) against the
 ground truth's, and their errors.
 
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fishcam.errors import SourceError
-from fishcam.sinks.run_writer import COUNTS_NAME
+from fishcam.sinks.run_writer import COUNTS_NAME, DETECTIONS_NAME
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2: pixels from 0
 
@@ -59,7 +63,7 @@ class Score:
     run: str
     ground_truth: str
     frames: int
-    tracking: dict[str, float]  # idf1, mota, motp, num_switches, precision, recall
+    tracking: dict[str, float]  # idf1, hota, deta, assa, loca, mota, motp, num_switches, precision, recall
     truth_fish: int
     run_tracks: int
     species: tuple[SpeciesScore, ...]
@@ -151,7 +155,7 @@ def score(run_dir: Path, truth_path: Path, min_iou: float = 0.5) -> Score:
     truth = read_truth(truth_path)
     frames = max(run.summary.frames, 1 + max((box.frame for box in truth), default=-1))
     hypotheses: dict[int, list[tuple[str, Box]]] = defaultdict(list)
-    for row in run.boxes:
+    for row in _run_boxes(run_dir):
         box = (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"]))
         hypotheses[int(row["frame"])].append((row["track_id"], box))
     tracking = tracking_metrics(truth, hypotheses, frames, min_iou)
@@ -169,28 +173,65 @@ def score(run_dir: Path, truth_path: Path, min_iou: float = 0.5) -> Score:
 def tracking_metrics(
     truth: list[TruthBox], hypotheses: dict[int, list[tuple[str, Box]]], frames: int, min_iou: float = 0.5
 ) -> dict[str, float]:
-    """IDF1, MOTA, MOTP (1 - IoU), identity switches, precision and recall over every frame."""
+    """IDF1, MOTA, MOTP (1 - IoU), identity switches, precision and recall over every frame, from
+    py-motmetrics; HOTA, DetA, AssA and LocA from TrackEval, on the same IoUs."""
     from fishcam.extras import require
 
-    require("score", ("motmetrics",), "score")
+    require("score", ("motmetrics", "trackeval"), "score")
     import motmetrics as mm
     import supervision as sv  # its IoU: motmetrics 1.4's own helper predates NumPy 2
 
     by_frame: dict[int, list[TruthBox]] = defaultdict(list)
     for box in truth:
         by_frame[box.frame].append(box)
+    # Ids numbered from 0 in order of appearance: motmetrics 1.4 keeps ids as floats (a fish id
+    # "A3" would stop it), and TrackEval's HOTA indexes arrays with them.
+    gt_ids = _numbered([[b.object_id for b in by_frame.get(frame, [])] for frame in range(frames)])
+    run_ids = _numbered([[t for t, _ in hypotheses.get(frame, [])] for frame in range(frames)])
     accumulator = mm.MOTAccumulator(auto_id=False)
+    ious = []
     for frame in range(frames):
         gt, hyp = by_frame.get(frame, []), hypotheses.get(frame, [])
         iou = sv.box_iou_batch(
             np.array([b.xyxy for b in gt], np.float32).reshape(-1, 4),
             np.array([b for _, b in hyp], np.float32).reshape(-1, 4),
-        )
+        ).astype(np.float64)
+        ious.append(iou)
         distances = np.where(iou >= min_iou, 1.0 - iou, np.nan)
-        accumulator.update([b.object_id for b in gt], [t for t, _ in hyp], distances, frameid=frame)
+        accumulator.update(gt_ids[frame], run_ids[frame], distances, frameid=frame)
     names = ["idf1", "mota", "motp", "num_switches", "precision", "recall"]
     summary = mm.metrics.create().compute(accumulator, metrics=names, name="run")
-    return {name: _plain(summary[name].iloc[0]) for name in names}
+    metrics = {"idf1": _plain(summary["idf1"].iloc[0]), **hota_metrics(gt_ids, run_ids, ious)}  # HOTA by IDF1
+    return metrics | {name: _plain(summary[name].iloc[0]) for name in names[1:]}
+
+
+def _numbered(per_frame: list[list[str]]) -> list[np.ndarray]:
+    index: dict[str, int] = {}
+    return [np.array([index.setdefault(i, len(index)) for i in ids], dtype=int) for ids in per_frame]
+
+
+def hota_metrics(gt_ids: list[np.ndarray], run_ids: list[np.ndarray], ious: list[np.ndarray]) -> dict[str, float]:
+    """HOTA, DetA, AssA and LocA from TrackEval's HOTA class, given each frame's truth ids, run
+    ids (each numbered from 0 over the sequence) and their IoUs (truth × run), each averaged over
+    the IoU thresholds 0.05 … 0.95 as TrackEval's summaries do. The class is called on data in
+    memory, in the form TrackEval's own datasets hand it, so no files are written for it."""
+    # trackeval 1.3.0 runs on NumPy 2 (none of the np.float / np.int aliases NumPy removed), so
+    # its HOTA class is used as it is. Importing it imports trackeval's dataset readers too (scipy;
+    # about half a second), which are not used: the data is built here, as its datasets do.
+    from trackeval.metrics import HOTA
+
+    data = {
+        "num_timesteps": len(ious),
+        "num_gt_ids": 1 + max((int(ids.max()) for ids in gt_ids if ids.size), default=-1),
+        "num_tracker_ids": 1 + max((int(ids.max()) for ids in run_ids if ids.size), default=-1),
+        "num_gt_dets": sum(ids.size for ids in gt_ids),
+        "num_tracker_dets": sum(ids.size for ids in run_ids),
+        "gt_ids": gt_ids,
+        "tracker_ids": run_ids,
+        "similarity_scores": ious,
+    }
+    result = HOTA().eval_sequence(data)
+    return {name.lower(): _plain(np.mean(result[name])) for name in ("HOTA", "DetA", "AssA", "LocA")}
 
 
 def _plain(value: Any) -> float:
@@ -220,6 +261,15 @@ def species_scores(truth: list[TruthBox], run_counts: dict[str, tuple[int, int]]
         truth_max_n = max(per_frame[species].values(), default=0)
         rows.append(SpeciesScore(species, truth_unique, run_unique, truth_max_n, run_max_n))
     return tuple(rows)
+
+
+def _run_boxes(run_dir: Path) -> list[dict[str, str]]:
+    """Every box of the run's detections.csv with a track, read by column name (so a column the
+    scorer does not read, such as ``interpolated``, may be there or not): tracking is scored on
+    all of them, counted tracks or not."""
+    from fishcam.sinks.exports import _BOX_FIELDS, _read_rows
+
+    return [row for row in _read_rows(run_dir / DETECTIONS_NAME, _BOX_FIELDS) if int(row["track_id"]) >= 0]
 
 
 def _run_counts(run_dir: Path) -> dict[str, tuple[int, int]]:

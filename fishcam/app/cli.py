@@ -97,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     scorer.add_argument("run_dir", type=Path, help="the --out folder of a finished fishcam run")
     scorer.add_argument("truth", type=Path, help="ground truth: MOTChallenge gt.txt, VIAME CSV or fishcam's sample CSV")
-    scorer.add_argument("--iou", type=float, default=0.5, help="least IoU for a box to match the truth (default 0.5)")
+    scorer.add_argument(
+        "--iou", type=float, default=0.5, help="least IoU for a box to match the truth (default 0.5; not for HOTA)"
+    )
     scorer.add_argument("--json", type=Path, help="also write the scores to this JSON file")
 
     exporter = sub.add_parser(

@@ -1,4 +1,5 @@
-"""``fishcam score``'s table: tracking metrics, then counts per species with their errors."""
+"""``fishcam score``'s table: tracking metrics (IDF1, HOTA and its parts, MOTA, …), then counts
+per species with their errors."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ def render(result: Score) -> str:
     from rich.table import Table
 
     t = result.tracking
-    tracking = Table("frames", "fish (truth)", "tracks (run)", "IDF1", "MOTA", "ID switches", "precision", "recall")
+    tracking = Table(
+        "frames", "fish (truth)", "tracks (run)", "IDF1", "HOTA", "DetA", "AssA", "LocA", "MOTA", "ID switches",
+        "precision", "recall",
+    )  # fmt: skip
     tracking.add_row(
-        str(result.frames), str(result.truth_fish), str(result.run_tracks), f"{t['idf1']:.3f}", f"{t['mota']:.3f}",
-        str(int(t["num_switches"])), f"{t['precision']:.3f}", f"{t['recall']:.3f}",
+        str(result.frames), str(result.truth_fish), str(result.run_tracks), f"{t['idf1']:.3f}", f"{t['hota']:.3f}",
+        f"{t['deta']:.3f}", f"{t['assa']:.3f}", f"{t['loca']:.3f}", f"{t['mota']:.3f}", str(int(t["num_switches"])),
+        f"{t['precision']:.3f}", f"{t['recall']:.3f}",
     )  # fmt: skip
     counts = Table("species", "unique (truth)", "unique (run)", "error", "MaxN (truth)", "MaxN (run)", "error")
     for s in result.species:
@@ -24,7 +29,7 @@ def render(result: Score) -> str:
             str(s.run_max_n), _signed(s.max_n_error),
         )  # fmt: skip
     text = io.StringIO()
-    console = Console(file=text, width=120, force_terminal=False)
+    console = Console(file=text, width=128, force_terminal=False)  # the tracking table unwrapped
     console.print(tracking)
     console.print(counts)
     return text.getvalue()
