@@ -68,7 +68,12 @@ class SourceConfig(_Section):
 class MotionConfig(_Section):
     """The motion detector (OpenCV background subtraction), used when ``detector.kind`` is ``motion``."""
 
-    history: int = Field(120, ge=2, description="frames the background model remembers (MOG2 history)")
+    history: int = Field(
+        120,
+        ge=2,
+        description="frames the background models remember (MOG2 history; the still background learns at "
+        "1/history)",
+    )
     var_threshold: float = Field(
         24.0, gt=0, description="how far a pixel must differ from the background to be moving (MOG2 varThreshold)"
     )
@@ -78,6 +83,21 @@ class MotionConfig(_Section):
     dilate_px: int = Field(9, ge=0, description="dilation of the moving mask, kernel side in pixels (0 or 1: none)")
     merge_gap_px: int = Field(8, ge=0, description="small blobs (fins, tails) this close to a big one are part of it")
     fragment_ratio: float = Field(0.3, ge=0, le=1, description='"small": under this share of the big blob\'s area')
+    min_travel: float = Field(
+        0.25,
+        ge=0,
+        description="a new blob is a fish once it has moved, as a whole, this share of its box's shorter side: "
+        "glints, ripples and swaying weed stay where they are (0: every blob is a fish at once)",
+    )
+    max_still_s: float = Field(
+        60.0,
+        ge=0,
+        description="seconds a fish that stops stays detected, against the background from before it came; "
+        "then the background learns it (0: moving fish only)",
+    )
+    compensate_light: bool = Field(
+        True, description="divide out global brightness changes (sun, cloud, a flickering lamp) before subtraction"
+    )
 
 
 class DetectorConfig(_Section):
@@ -106,6 +126,50 @@ class DetectorConfig(_Section):
     motion: MotionConfig = MotionConfig()
 
 
+class OfflineConfig(_Section):
+    """The offline pass over a recorded video's tracks before they are counted (files only: a
+    live stream's tracks are final when they close)."""
+
+    enabled: bool = Field(
+        True, description="false: a recorded video's tracks are counted as tracked, like a live stream's"
+    )
+    tail_confidence: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="a track's first and last boxes below this detection confidence are trimmed (also live): "
+        "low-confidence matches that kept a track alive after its fish left",
+    )
+    link_gap_s: float = Field(
+        4.0, ge=0, description="fragments of one fish this far apart in time may be joined (0: never join)"
+    )
+    link_distance: float = Field(
+        1.5,
+        gt=0,
+        description="a fragment may join another that starts within this many box diagonals of where the "
+        "first was heading",
+    )
+    same_fish_similarity: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="appearance similarity (colour, 0-1) two fragments need to be joined as one fish",
+    )
+    other_fish_similarity: float = Field(
+        0.55,
+        ge=0,
+        le=1,
+        description="a track whose views before and after a point are less alike than this, and alike among "
+        "themselves, is cut there: it followed two fish",
+    )
+    interpolate_gap_s: float = Field(
+        4.0,
+        ge=0,
+        description="boxes are filled in over detection stride and gaps up to this long within a track, "
+        "marked interpolated (0: only stride frames)",
+    )
+
+
 class TrackerConfig(_Section):
     """Following each fish from frame to frame (ByteTrack)."""
 
@@ -118,6 +182,24 @@ class TrackerConfig(_Section):
     min_iou: float = Field(0.1, ge=0, le=1, description="least overlap (IoU) of a detection with a track to match it")
     min_consecutive_frames: int = Field(
         2, ge=1, description="frames in a row a new track must be matched before it is confirmed and counted"
+    )
+    offline: OfflineConfig = OfflineConfig()
+
+
+class CountConfig(_Section):
+    """The evidence a track needs to be counted as a fish. Every track stays in tracks.csv, with
+    ``counted`` and, when not counted, the reason; counts and MaxN come from counted tracks only."""
+
+    min_detections: int = Field(4, ge=1, description="detected boxes a track needs (interpolated ones do not count)")
+    min_duration_s: float = Field(0.5, ge=0, description="seconds from a track's first box to its last")
+    min_confidence: float = Field(
+        0.4, ge=0, le=1, description="mean detection confidence over a track's detected boxes"
+    )
+    min_motion: float = Field(
+        0.1,
+        ge=0,
+        description="a track whose box centre never moves more than this share of its box size is static "
+        "(a rock, a mark on the lens) and not counted; 0: static tracks count",
     )
 
 
@@ -143,6 +225,11 @@ class ExpertConfig(_Section):
         "auto", description="auto: torch (bf16 autocast decides as fp32); openvino: faster, bf16 less exact"
     )
     batch_size: int = Field(16, ge=1, description="crops per expert batch, at most")
+    open_set: bool | Literal["auto"] = Field(
+        "auto",
+        description="crops unlike every species of the expert go to the fallback (or unknown): auto = when the "
+        "manifest has an open-set calibration; true = refuse an expert without one; false = confidence alone",
+    )
 
 
 class FallbackConfig(_Section):
@@ -181,7 +268,9 @@ class PolicyConfig(_Section):
 
     min_box_px: int = Field(24, ge=1, description="shorter box side below which no crop is taken")
     min_gap_frames: int = Field(5, ge=0, description="frames between two looks at one track")
-    max_crops_per_track: int = Field(6, ge=1, description="looks at one track, at most")
+    max_crops_per_track: int = Field(
+        6, ge=1, description="looks at one track to settle its species; after that, only re-checks (recheck_s)"
+    )
     max_crops_per_frame: int = Field(
         4, ge=1, description="a frame's classification budget: new fish first, the rest wait"
     )
@@ -194,6 +283,15 @@ class PolicyConfig(_Section):
         0.1, ge=0, le=1, description="a crop is the box grown by this share of its size on each side"
     )
     edge_margin_px: int = Field(2, ge=0, description="boxes touching the frame edge wait for a better view")
+    max_overlap: float = Field(
+        0.3, ge=0, le=1, description="a box this much covered by another fish's box waits for a better view"
+    )
+    recheck_s: float = Field(
+        2.0,
+        ge=0,
+        description="a settled track is looked at again this often through its life, so a track that changed "
+        "fish is noticed (0: never)",
+    )
 
 
 class ClassifyConfig(_Section):
@@ -241,6 +339,7 @@ class Config(ConfigDocument):
     detector: DetectorConfig = DetectorConfig()
     tracker: TrackerConfig = TrackerConfig()
     classify: ClassifyConfig = ClassifyConfig()
+    count: CountConfig = CountConfig()
     render: RenderConfig = RenderConfig()
     output: OutputConfig = OutputConfig()
 

@@ -13,9 +13,12 @@ from fishcam.types import SpeciesCount, TrackSummary
 
 
 def species_counts(tracks: Iterable[TrackSummary]) -> list[SpeciesCount]:
+    """Counts over the counted tracks only (:mod:`fishcam.evidence`); MaxN over every frame a
+    track has a box on, interpolated ones included (a fish is there between detections)."""
     by_species: dict[str, list[TrackSummary]] = defaultdict(list)
     for track in tracks:
-        by_species[track.species].append(track)
+        if track.counted:
+            by_species[track.species].append(track)
     counts = []
     for species, members in by_species.items():
         per_frame: Counter[int] = Counter()

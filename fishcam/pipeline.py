@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from fishcam.classify.appearance import describe
 from fishcam.classify.crops import crop
 from fishcam.classify.ledger import TrackLedger
 from fishcam.classify.service import ServiceSettings, SpeciesModels, SpeciesService
@@ -238,7 +239,7 @@ class Pipeline:
         """Answers onto their tracks; keys are (track, frame, time)."""
         records = []
         for (track_id, frame_index, time_s), call in answers:
-            if self.ledger.resolve(track_id, call):
+            if self.ledger.resolve(track_id, call, frame_index):
                 records.append(CallRecord(frame_index, time_s, track_id, call))
         return records
 
@@ -255,7 +256,8 @@ class Pipeline:
         for i in keep:
             row = int(chosen[i])
             track_id = int(detections.track_id[row])
-            self.ledger.observe(track_id, frame.index, None, float(detections.area[row]))
+            look = describe(frame.image_bgr, detections.xyxy[row])
+            self.ledger.observe(track_id, frame.index, None, float(detections.area[row]), look)
             keys.append((track_id, frame.index, frame.time_s))
         service.ask(frame.index, [crops[i] for i in keep], keys)
         self.stats.crops_classified += len(keep)

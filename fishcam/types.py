@@ -146,8 +146,26 @@ class CallRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Look:
+    """One classified crop of a track: when, how good a view, its appearance, and its call
+    (None while the answer is pending)."""
+
+    frame: int
+    area: float
+    call: SpeciesCall | None = None
+    appearance: np.ndarray | None = field(default=None, repr=False)  # a unit-length colour descriptor
+
+
+@dataclass(frozen=True, slots=True)
 class TrackSummary:
-    """A finished track: one species, how it was decided, and where the fish was seen."""
+    """A finished track: one species, how it was decided, where the fish was seen, and whether
+    it is counted (see :mod:`fishcam.evidence`).
+
+    ``frames`` lists every frame the track has a box on, ``boxes`` and ``confidences`` its box
+    and detection confidence there; ``interpolated`` marks boxes filled in between detections
+    (detection stride, short misses) rather than detected. ``online_ids`` are the tracker's ids
+    this track was made of (more than one when the offline pass linked fragments of one fish).
+    """
 
     track_id: int
     species: str
@@ -162,6 +180,19 @@ class TrackSummary:
     votes: int
     frames: tuple[int, ...] = field(repr=False, default=())
     frame_times_s: tuple[float, ...] = field(repr=False, default=())
+    boxes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 4), np.float32))
+    confidences: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
+    interpolated: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))
+    looks: tuple[Look, ...] = field(repr=False, default=())
+    counted: bool = True
+    reason: str = ""  # why a track is not counted
+    online_ids: tuple[int, ...] = ()
+
+    @property
+    def mean_confidence(self) -> float:
+        """Mean detection confidence over its detected (not interpolated) boxes."""
+        detected = self.confidences[~self.interpolated] if len(self.interpolated) else self.confidences
+        return float(detected.mean()) if len(detected) else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +285,7 @@ class RunSummary:
     rotated: bool = False  # that period ended because the next one began
     periods: tuple[str, ...] | None = None  # the top folder of a rotated run: its period folders
     tracks: int | None = None
+    counted_tracks: int | None = None  # the tracks with the evidence to be counted (fishcam.evidence)
     species: dict[str, SpeciesTally] | None = None
     outputs: tuple[str, ...] | None = None
 
@@ -285,6 +317,8 @@ class RunSummary:
             data["periods"] = list(self.periods)
         if self.tracks is not None:
             data["tracks"] = self.tracks
+        if self.counted_tracks is not None:
+            data["counted_tracks"] = self.counted_tracks
         if self.species is not None:
             data["species"] = {name: _fields(tally) for name, tally in self.species.items()}
         if self.outputs is not None:
@@ -315,6 +349,7 @@ class RunSummary:
             rotated=bool(checked.get("rotated")),
             periods=tuple(checked["periods"]) if checked.get("periods") is not None else None,
             tracks=checked.get("tracks"),
+            counted_tracks=checked.get("counted_tracks"),
             species={k: SpeciesTally(**v) for k, v in species.items()} if species is not None else None,
             outputs=tuple(checked["outputs"]) if checked.get("outputs") is not None else None,
         )
@@ -322,7 +357,7 @@ class RunSummary:
 
 _NUMBERS = {"video_fps", "processing_s", "processing_fps"}
 _INTEGERS = {"width", "height", "frames", "frames_expected", "detected_frames", "unreadable_frames",
-             "crops_classified", "exit_code", "tracks"}  # fmt: skip
+             "crops_classified", "exit_code", "tracks", "counted_tracks"}  # fmt: skip
 _TEXTS = {"fishcam", "python", "source", "source_path", "recorded_start", "started", "error", "period"}
 _TABLES = {"models", "calls", "live", "progress", "species"}
 _LISTS = {"warnings", "periods", "outputs"}

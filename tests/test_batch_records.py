@@ -20,7 +20,7 @@ from fishcam.app.cli import main
 pytestmark = pytest.mark.slow
 
 COUNT_ONLY = ["--config", "configs/count-only.yaml", "--set", "render.video=false", "-q"]
-SHORT = [*COUNT_ONLY, "--set", "source.max_frames=40"]
+SHORT = [*COUNT_ONLY, "--set", "source.max_frames=60"]  # a fish needs 0.5 s in view to count
 
 
 def copies(folder, count):

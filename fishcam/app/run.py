@@ -25,7 +25,7 @@ from fishcam.health import HealthLog
 from fishcam.pipeline import LoopSettings, LoopStats, Pipeline, Stop
 from fishcam.render.overlay import Overlay
 from fishcam.sinks.files import output_problem, prepare_output_dir, write_atomic
-from fishcam.sinks.run_writer import CONFIG_NAME, RotatingWriter, RunWriter
+from fishcam.sinks.run_writer import CONFIG_NAME, Counting, RotatingWriter, RunWriter
 from fishcam.sources.base import Source
 from fishcam.sources.prefetch import prefetch
 from fishcam.track.bytetrack import ByteTracker
@@ -144,6 +144,13 @@ def _open(
             detections_log=config.output.detections_log,
             flush_interval_s=config.source.live.flush_interval_s,
             info=info,
+            counting=Counting(
+                config.count,
+                config.tracker.offline,
+                offline=not live,
+                stride=config.detector.stride,
+                edge_margin_px=config.classify.policy.edge_margin_px,
+            ),
         )
 
     rotate = config.source.live.rotate

@@ -7,14 +7,14 @@ comes along, up to a budget; its species is the vote over everything it was call
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from fishcam.classify.crops import touches_edge
 from fishcam.classify.decide import vote
 from fishcam.config import PolicyConfig
-from fishcam.types import UNCLASSIFIED_LABEL, Detections, Origin, SpeciesCall, TrackSummary
+from fishcam.types import UNCLASSIFIED_LABEL, Detections, Look, Origin, SpeciesCall, TrackSummary
 
 
 @dataclass
@@ -22,15 +22,34 @@ class _Track:
     track_id: int
     frames: list[int] = field(default_factory=list)
     times_s: list[float] = field(default_factory=list)
-    calls: list[SpeciesCall] = field(default_factory=list)
-    looks: int = 0
+    boxes: list[np.ndarray] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    looks: list[Look] = field(default_factory=list)
     pending: int = 0  # looks whose answer has not come back yet (asynchronous fallback)
     last_look_frame: int = -(10**9)
+    last_look_s: float = -1e9
     best_area_looked: float = 0.0
+    extra_looks: int = 0  # granted when a call disagrees with the one before: the track may have changed fish
+
+    def add_call(self, look: Look, settle_votes: int, at: int | None = None) -> None:
+        known = [c for c in self.calls if c.is_known]
+        call = look.call
+        if call is not None and call.is_known and known and known[-1].label != call.label:
+            self.extra_looks += settle_votes
+        if at is None:
+            self.looks.append(look)
+        else:
+            self.looks[at] = look
+
+    @property
+    def calls(self) -> list[SpeciesCall]:
+        return [look.call for look in self.looks if look.call is not None]
 
     def settled(self, settle_votes: int) -> bool:
-        label, _, _, votes = vote(self.calls)
-        return votes >= settle_votes and any(c.is_known and c.label == label for c in self.calls)
+        """The latest ``settle_votes`` calls agree on a known species: a track whose later looks
+        disagree with its earlier ones (it may have swapped fish) is unsettled again."""
+        recent = self.calls[-settle_votes:]
+        return len(recent) == settle_votes and recent[0].is_known and all(c.label == recent[0].label for c in recent)
 
 
 class TrackLedger:
@@ -38,6 +57,7 @@ class TrackLedger:
         self.policy = policy
         self.classifying = classifying
         self._tracks: dict[int, _Track] = {}
+        self._now_s = 0.0
         self.closed = 0
 
     def __len__(self) -> int:
@@ -48,59 +68,87 @@ class TrackLedger:
         return list(self._tracks)
 
     def update(self, frame_index: int, time_s: float, detections: Detections) -> None:
-        """Record where each confirmed track was seen this frame."""
-        for track_id in detections.track_id[detections.track_id >= 0].tolist():
+        """Record where each confirmed track was seen this frame, with its box and confidence."""
+        self._now_s = time_s
+        for row in np.flatnonzero(detections.track_id >= 0).tolist():
+            track_id = int(detections.track_id[row])
             track = self._tracks.setdefault(track_id, _Track(track_id))
             if not track.frames or track.frames[-1] != frame_index:
                 track.frames.append(frame_index)
                 track.times_s.append(time_s)
+                track.boxes.append(detections.xyxy[row].astype(np.float32))
+                track.confidences.append(float(detections.confidence[row]))
 
     def select(self, frame_index: int, detections: Detections, width: int, height: int) -> np.ndarray:
-        """Indices of the detections whose crops should be classified this frame."""
+        """Indices of the detections whose crops should be classified this frame.
+
+        Good views only: big enough, whole (not cut by the frame edge, unless the fish never
+        leaves it), not overlapped by another fish. A track is looked at every ``min_gap_frames``
+        until its species is settled (or ``max_crops_per_track`` looks were spent), then again
+        on a clearly bigger view and every ``recheck_s`` through its life, so a track that
+        changed fish is noticed."""
         p = self.policy
         if len(detections) == 0:
             return np.zeros(0, dtype=np.int64)
         sides = np.minimum(detections.xyxy[:, 2] - detections.xyxy[:, 0], detections.xyxy[:, 3] - detections.xyxy[:, 1])
         at_edge = touches_edge(detections.xyxy, width, height, p.edge_margin_px)
+        overlapped = overlap_share(detections.xyxy) > p.max_overlap
         areas = detections.area
         chosen = []
         for i, track_id in enumerate(detections.track_id.tolist()):
             track = self._tracks.get(track_id)
-            if track is None or sides[i] < p.min_box_px or track.looks >= p.max_crops_per_track:
+            if track is None or sides[i] < p.min_box_px:
                 continue
             if frame_index - track.last_look_frame < p.min_gap_frames:
                 continue
-            # A fish half out of frame is a poor view: wait for a whole one, unless that never comes.
-            if at_edge[i] and (track.looks > 0 or len(track.frames) < 2 * max(p.min_gap_frames, 1)):
+            # A poor view (half out of frame, half hidden): wait for a good one, unless that never comes.
+            waited = len(track.frames) >= 2 * max(p.min_gap_frames, 1)
+            if (at_edge[i] or overlapped[i]) and (track.looks or not waited):
                 continue
-            if track.settled(p.settle_votes) and areas[i] < p.better_view_ratio * track.best_area_looked:
-                continue
+            spent = len(track.looks) >= p.max_crops_per_track + track.extra_looks
+            if spent or track.settled(p.settle_votes):
+                due = p.recheck_s > 0 and self._now_s - track.last_look_s >= p.recheck_s - 1e-6
+                bigger = not spent and areas[i] >= p.better_view_ratio * track.best_area_looked
+                if not (due or bigger):
+                    continue
             chosen.append(i)
         # A frame's budget: tracks never looked at first, then the fewest looks, then the biggest view;
         # the rest wait for a later frame, so no frame stalls on a burst of new fish.
-        chosen.sort(key=lambda i: (self._tracks[int(detections.track_id[i])].looks, -areas[i]))
+        chosen.sort(key=lambda i: (len(self._tracks[int(detections.track_id[i])].looks), -areas[i]))
         return np.asarray(chosen[: p.max_crops_per_frame], dtype=np.int64)
 
-    def observe(self, track_id: int, frame_index: int, call: SpeciesCall | None, area: float) -> None:
+    def observe(
+        self,
+        track_id: int,
+        frame_index: int,
+        call: SpeciesCall | None,
+        area: float,
+        appearance: np.ndarray | None = None,
+    ) -> None:
         """Count one look at a track's crop, with its call, or None while the answer is pending."""
         track = self._tracks.get(track_id)
         if track is None:
             return
         if call is None:
             track.pending += 1
-        else:
-            track.calls.append(call)
-        track.looks += 1
+        track.add_call(Look(frame_index, float(area), call, appearance), self.policy.settle_votes)
         track.last_look_frame = frame_index
+        track.last_look_s = self._now_s
         track.best_area_looked = max(track.best_area_looked, float(area))
 
-    def resolve(self, track_id: int, call: SpeciesCall) -> bool:
-        """A pending look's answer arrived; False if its track is already closed."""
+    def resolve(self, track_id: int, call: SpeciesCall, frame_index: int | None = None) -> bool:
+        """A pending look's answer arrived (the look taken on ``frame_index``: the earliest
+        pending one if not given); False if its track is already closed."""
         track = self._tracks.get(track_id)
         if track is None:
             return False
-        track.pending = max(0, track.pending - 1)
-        track.calls.append(call)
+        for i, look in enumerate(track.looks):
+            if look.call is None and (frame_index is None or look.frame == frame_index):
+                track.add_call(replace(look, call=call), self.policy.settle_votes, at=i)
+                track.pending = max(0, track.pending - 1)
+                return True
+        frame = frame_index if frame_index is not None else track.frames[-1]
+        track.add_call(Look(frame, 0.0, call), self.policy.settle_votes)
         return True
 
     def label(self, track_id: int) -> tuple[str, float, str] | None:
@@ -131,22 +179,72 @@ class TrackLedger:
     def _close(self, track_id: int) -> TrackSummary:
         track = self._tracks.pop(track_id)
         self.closed += 1
-        if self.classifying:
-            label, score, origin, votes = vote(track.calls)
-        else:
-            label, score, origin, votes = UNCLASSIFIED_LABEL, 0.0, Origin.NONE, 0
-        return TrackSummary(
-            track_id=track_id,
-            species=label,
-            score=round(score, 4),
-            origin=origin,
-            first_frame=track.frames[0],
-            last_frame=track.frames[-1],
-            first_time_s=track.times_s[0],
-            last_time_s=track.times_s[-1],
-            detections=len(track.frames),
-            observations=len(track.calls),
-            votes=votes,
-            frames=tuple(track.frames),
-            frame_times_s=tuple(track.times_s),
+        looks = tuple(look for look in track.looks if look.call is not None)
+        return summarize(
+            track_id,
+            tuple(track.frames),
+            tuple(track.times_s),
+            np.asarray(track.boxes, np.float32).reshape(-1, 4),
+            np.asarray(track.confidences, np.float32),
+            np.zeros(len(track.frames), bool),
+            looks,
+            classifying=self.classifying,
+            online_ids=(track_id,),
         )
+
+
+def summarize(
+    track_id: int,
+    frames: tuple[int, ...],
+    times_s: tuple[float, ...],
+    boxes: np.ndarray,
+    confidences: np.ndarray,
+    interpolated: np.ndarray,
+    looks: tuple[Look, ...],
+    *,
+    classifying: bool = True,
+    online_ids: tuple[int, ...] = (),
+) -> TrackSummary:
+    """A track's summary from its boxes and looks: its species is the vote over every call."""
+    calls = [look.call for look in looks if look.call is not None]
+    if classifying:
+        label, score, origin, votes = vote(calls)
+    else:
+        label, score, origin, votes = UNCLASSIFIED_LABEL, 0.0, Origin.NONE, 0
+    return TrackSummary(
+        track_id=track_id,
+        species=label,
+        score=round(score, 4),
+        origin=origin,
+        first_frame=frames[0],
+        last_frame=frames[-1],
+        first_time_s=times_s[0],
+        last_time_s=times_s[-1],
+        detections=int((~interpolated).sum()),
+        observations=len(calls),
+        votes=votes,
+        frames=frames,
+        frame_times_s=times_s,
+        boxes=boxes,
+        confidences=confidences,
+        interpolated=interpolated,
+        looks=looks,
+        online_ids=online_ids,
+    )
+
+
+def overlap_share(xyxy: np.ndarray) -> np.ndarray:
+    """For each box, the largest share of its area that another box covers (0: alone)."""
+    boxes = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    n = len(boxes)
+    if n < 2:
+        return np.zeros(n, np.float32)
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.clip(boxes[:, 2] - boxes[:, 0], 1e-6, None) * np.clip(boxes[:, 3] - boxes[:, 1], 1e-6, None)
+    share = inter / area[:, None]
+    np.fill_diagonal(share, 0.0)
+    return share.max(axis=1)

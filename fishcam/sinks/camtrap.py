@@ -150,6 +150,8 @@ def observation_rows(run: RunRecord, deployment: Deployment, taxa: dict[str, Spe
     rows = []
     classified_at = _classified_at(run)
     for track_id, track in sorted(run.tracks.items()):
+        if track.get("counted", "1") == "0":
+            continue  # not enough evidence of a fish (fishcam.evidence): no observation
         species, origin = track["species"], track["origin"]
         if species == UNCLASSIFIED_LABEL or origin == "none":
             kind, name, method, by, probability = "unclassified", "", "", "", ""

@@ -317,6 +317,7 @@ def export_coco(run: RunRecord, path: Path) -> Path:
             "bbox": [round(x, 1), round(y, 1), round(w, 1), round(h, 1)], "area": round(w * h, 1), "iscrowd": 0,
             "score": float(row["confidence"]), "track_id": int(row["track_id"]),
             "species_score": float(track["score"]), "origin": track["origin"],
+            "interpolated": row.get("interpolated") == "1", "counted": track.get("counted", "1") != "0",
         })  # fmt: skip
     data = {
         "info": {"description": f"fishcam run of {run.summary.info.source or run.name}"},

@@ -21,9 +21,12 @@ from fishcam.types import CallRecord, Detections, Frame, SpeciesCount, TrackSumm
 TRACK_COLUMNS = (
     "track_id", "species", "score", "origin", "votes", "observations", "detections",
     "first_frame", "last_frame", "first_time_s", "last_time_s", "duration_s",
+    "mean_confidence", "counted", "reason", "online_ids",
 )  # fmt: skip
 COUNT_COLUMNS = ("species", "unique_tracks", "max_n", "max_n_frame", "max_n_time_s", "first_seen_s", "last_seen_s")
-DETECTION_COLUMNS = ("frame", "time_s", "track_id", "x1", "y1", "x2", "y2", "confidence", "class_id", "class_name")
+DETECTION_COLUMNS = (
+    "frame", "time_s", "track_id", "x1", "y1", "x2", "y2", "confidence", "class_id", "class_name", "interpolated",
+)  # fmt: skip
 CALL_COLUMNS = ("frame", "time_s", "track_id", "species", "score", "origin", "candidate")
 
 
@@ -99,6 +102,10 @@ def write_tracks(path: Path, tracks: Iterable[TrackSummary]) -> None:
             f"{t.first_time_s:.3f}",
             f"{t.last_time_s:.3f}",
             f"{t.last_time_s - t.first_time_s:.3f}",
+            f"{t.mean_confidence:.3f}",
+            int(t.counted),
+            t.reason,
+            " ".join(str(i) for i in t.online_ids),
         )
         for t in sorted(tracks, key=lambda t: t.track_id)
     ]
@@ -181,6 +188,7 @@ class DetectionsLog(CsvLog):
                     f"{detections.confidence[i]:.3f}",
                     class_id,
                     self.class_names.get(class_id, str(class_id)),
+                    0,
                 )
             )
 
@@ -196,3 +204,66 @@ class CallsLog(CsvLog):
             self._writer.writerow(
                 (r.frame, f"{r.time_s:.3f}", r.track_id, c.label, f"{c.score:.4f}", c.origin.value, c.candidate)
             )
+
+
+def rewrite_detections(path: Path, tracks: Sequence[TrackSummary], owner: dict[tuple[int, int], int]) -> None:
+    """Rewrite the detections log after the offline pass: each box under its final track
+    (boxes trimmed off every track dropped), and the interpolated boxes added, marked, in frame
+    order. Atomic: a kill leaves the log as it was."""
+    filled: dict[int, list[tuple[int, float, np.ndarray, float]]] = {}
+    for t in tracks:
+        for i in np.flatnonzero(t.interpolated):
+            filled.setdefault(t.frames[i], []).append(
+                (t.track_id, t.frame_times_s[i], t.boxes[i], float(t.confidences[i]))
+            )
+    class_of: dict[int, tuple[str, str]] = {}
+    tmp = path.with_name(f".{path.name}.tmp")
+    pending = sorted(filled)
+    at = 0
+    try:
+        with path.open(encoding="utf-8", newline="") as source, tmp.open("w", encoding="utf-8", newline="") as out:
+            rows = csv.reader(source)
+            next(rows, None)
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(DETECTION_COLUMNS)
+
+            def fill_until(frame: int | None) -> None:
+                nonlocal at
+                while at < len(pending) and (frame is None or pending[at] < frame):
+                    for track_id, time_s, box, confidence in filled[pending[at]]:
+                        class_id, class_name = class_of.get(track_id, ("0", ""))
+                        x1, y1, x2, y2 = (f"{v:.1f}" for v in box)
+                        writer.writerow(
+                            (pending[at], f"{time_s:.3f}", track_id, x1, y1, x2, y2, f"{confidence:.3f}",
+                             class_id, class_name, 1)
+                        )  # fmt: skip
+                    at += 1
+
+            for row in rows:
+                if len(row) < 10:
+                    continue  # a torn last line after a crash
+                frame = int(row[0])
+                fill_until(frame)
+                track_id = owner.get((int(row[2]), frame))
+                if track_id is None:
+                    continue
+                class_of.setdefault(track_id, (row[8], row[9]))
+                writer.writerow((*row[:2], track_id, *row[3:10], 0))
+            fill_until(None)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def rewrite_calls(path: Path, owner: dict[tuple[int, int], int]) -> None:
+    """Rewrite the calls log after the offline pass: each call under its final track (-1 for a
+    call on a box the pass trimmed off). Atomic."""
+    with path.open(encoding="utf-8", newline="") as source:
+        rows = list(csv.reader(source))[1:]
+    fixed = [
+        (*row[:2], owner.get((int(row[2]), int(row[0])), -1), *row[3:]) for row in rows if len(row) == len(CALL_COLUMNS)
+    ]
+    write_atomic(path, csv_text(CALL_COLUMNS, fixed))

@@ -20,16 +20,28 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 from fishcam.classify.ledger import TrackLedger
+from fishcam.config import CountConfig, OfflineConfig
 from fishcam.counts import species_counts
 from fishcam.errors import OutputError
+from fishcam.evidence import judge
 from fishcam.render.overlay import Overlay, label_text
-from fishcam.sinks.files import CallsLog, DetectionsLog, output_problem, write_counts, write_json, write_tracks
+from fishcam.sinks.files import (
+    CallsLog,
+    DetectionsLog,
+    output_problem,
+    rewrite_calls,
+    rewrite_detections,
+    write_counts,
+    write_json,
+    write_tracks,
+)
 from fishcam.sinks.video import AnnotatedVideo, H264Writer
+from fishcam.track.refine import Geometry, refine, trim
 from fishcam.types import (
     CallRecord,
     Detections,
@@ -54,6 +66,18 @@ SUMMARY_NAME = "summary.json"
 CONFIG_NAME = "config.yaml"
 
 
+@dataclass(frozen=True)
+class Counting:
+    """How a run's tracks become counts: trimmed as they close, judged by the evidence rules,
+    and, for a recorded video (``offline``), refined as a whole at the end."""
+
+    rules: CountConfig = field(default_factory=CountConfig)
+    tracking: OfflineConfig = field(default_factory=OfflineConfig)
+    offline: bool = False  # the offline pass at the end (files; a live stream's tracks are final)
+    stride: int = 1
+    edge_margin_px: int = 2
+
+
 class RunWriter:
     def __init__(
         self,
@@ -70,8 +94,11 @@ class RunWriter:
         detections_log: bool = True,
         flush_interval_s: float = 10.0,
         info: RunInfo | None = None,
+        counting: Counting | None = None,
     ) -> None:
         self.out_dir = out_dir
+        self.counting = counting or Counting()
+        self.width, self.height, self.fps = width, height, fps
         self.info = info or RunInfo()  # what summary.json says from the start: source, models, ...
         self.tracks: list[TrackSummary] = []
         self.failure: OSError | None = None
@@ -130,7 +157,8 @@ class RunWriter:
         self._write(lambda: self.calls.write(calls) if self.calls is not None else None)
 
     def on_track_closed(self, track: TrackSummary) -> None:
-        self.tracks.append(track)
+        track = trim(track, self.counting.tracking.tail_confidence)
+        self.tracks.append(judge(track, self.counting.rules))
         self._dirty = True  # on disk at the next flush
 
     def flush(self) -> None:
@@ -178,6 +206,8 @@ class RunWriter:
                 self.log.close()
             if self.calls is not None:
                 self.calls.close()
+            if self.counting.offline and self.counting.tracking.enabled and status is not RunStatus.FAILED:
+                self._offline_pass()
             self._dirty = True
             self._flush()
 
@@ -192,6 +222,7 @@ class RunWriter:
             period=period,
             rotated=rotated,
             tracks=len(self.tracks),
+            counted_tracks=sum(t.counted for t in self.tracks),
             species={c.species: SpeciesTally(c.unique, c.max_n) for c in counts},
             outputs=tuple(sorted(self._outputs() | {SUMMARY_NAME})),
         )
@@ -203,6 +234,18 @@ class RunWriter:
         with contextlib.suppress(OSError):  # the last word, if the disk still takes a small file
             write_json(self.out_dir / SUMMARY_NAME, final.to_json())  # (else the summary stays "running")
         raise OutputError(final.error) from self.failure
+
+    def _offline_pass(self) -> None:
+        """The whole video's tracks refined (fishcam.track.refine) and judged again; the
+        detections and calls logs rewritten under the final track ids."""
+        c = self.counting
+        geometry = Geometry(self.width, self.height, self.fps, c.stride, c.edge_margin_px)
+        refined = refine(self.tracks, geometry, c.tracking)
+        self.tracks = [judge(t, c.rules) for t in refined.tracks]
+        if self.log is not None:
+            rewrite_detections(self.log.path, self.tracks, refined.owner)
+        if self.calls is not None:
+            rewrite_calls(self.calls.path, refined.owner)
 
     def _outputs(self) -> set[str]:
         try:

@@ -51,7 +51,7 @@ def test_edge_boxes_wait_for_a_whole_view():
 
 
 def test_budget_and_summaries():
-    ledger = TrackLedger(POLICY)
+    ledger = TrackLedger(POLICY.model_copy(update={"recheck_s": 0.0}))
     d = dets([[10, 10, 40, 40]], [4])
     for frame in range(0, 40):
         ledger.update(frame, frame * 0.5, d)
@@ -83,3 +83,31 @@ def test_frame_budget_serves_new_tracks_first_then_bigger_views():
     ledger.observe(1, 0, SpeciesCall("cod", 0.9, Origin.EXPERT), 900)
     ledger.update(1, 0.1, d)
     assert ledger.select(1, d, 200, 200).tolist()[0] == 2  # the track not yet looked at goes first
+
+
+def test_looks_go_on_through_a_tracks_life_and_a_disagreeing_look_unsettles_it():
+    # 10 fps; settled after two agreeing looks, then re-checked every 2 s, not frozen.
+    ledger = TrackLedger(POLICY.model_copy(update={"recheck_s": 2.0}))
+    d = dets([[10, 10, 40, 40]], [1])
+    looked = []
+    for frame in range(0, 100):
+        ledger.update(frame, frame / 10, d)
+        if ledger.select(frame, d, 200, 200).size:
+            species = "cod" if frame < 50 else "hake"  # the track took another fish at 5 s
+            ledger.observe(1, frame, SpeciesCall(species, 0.9, Origin.EXPERT), 900)
+            looked.append(frame)
+    # Two looks settle it (0, 3); re-checks every 20 frames; the first "hake" (63) unsettles
+    # it, so it is looked at again after the gap (66) until two agree again.
+    assert looked == [0, 3, 23, 43, 63, 66, 86]
+    (summary,) = ledger.close_all()
+    assert [look.frame for look in summary.looks] == looked
+    assert [look.call.label for look in summary.looks] == ["cod"] * 4 + ["hake"] * 3
+
+
+def test_a_box_covered_by_another_fish_waits_for_a_clear_view():
+    ledger = TrackLedger(POLICY)
+    d = dets([[10, 10, 50, 50], [20, 20, 60, 60], [120, 120, 150, 150]], [1, 2, 3])
+    ledger.update(0, 0.0, d)
+    assert ledger.select(0, d, 200, 200).tolist() == [2]  # 1 and 2 overlap by over half
+    (summary, *_) = ledger.close_all()
+    assert summary.boxes.shape == (1, 4) and summary.confidences.tolist() == [1.0]

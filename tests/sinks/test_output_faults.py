@@ -16,6 +16,7 @@ import pytest
 from builders import SAMPLES
 
 from fishcam.app.cli import main
+from fishcam.sinks.files import DETECTION_COLUMNS, TRACK_COLUMNS
 
 SAMPLE = SAMPLES / "fixed_sample.mp4"
 COUNT_ONLY = ["--config", "configs/count-only.yaml"]
@@ -97,9 +98,9 @@ def test_disk_full_mid_run_is_one_line_and_leaves_valid_files(small_disk, capsys
     assert code == 6
     (line,) = errors_of(capsys)
     assert "disk is full" in line and str(out) in line
-    rows = _valid_csv(out / "detections.csv", 10)
+    rows = _valid_csv(out / "detections.csv", len(DETECTION_COLUMNS))
     assert len(rows) > 1, "the run should have written detections before the disk filled"
-    _valid_csv(out / "tracks.csv", 12)
+    _valid_csv(out / "tracks.csv", len(TRACK_COLUMNS))
     _valid_csv(out / "species_counts.csv", 7)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] in {"running", "failed"}  # never "finished": the run did not finish
@@ -160,7 +161,7 @@ def test_interrupted_and_finished_runs_say_so(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["exit_code"] == 130
     assert summary["frames"] < 200
-    _valid_csv(out / "tracks.csv", 12)
+    _valid_csv(out / "tracks.csv", len(TRACK_COLUMNS))
 
     done = tmp_path / "done"
     assert main(["run", str(SAMPLE), *COUNT_ONLY, "--out", str(done), "-q"]) == 0
@@ -194,7 +195,7 @@ def test_an_unexpected_error_is_recorded_as_failed(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "bug" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["error"] == "ZeroDivisionError: a bug"
     assert summary["exit_code"] == 1 and summary["frames"] == 49
-    _valid_csv(tmp_path / "bug" / "tracks.csv", 12)
+    _valid_csv(tmp_path / "bug" / "tracks.csv", len(TRACK_COLUMNS))
 
 
 def test_a_one_frame_video_says_why_it_has_no_tracks(tmp_path, capsys):

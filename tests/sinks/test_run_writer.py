@@ -8,8 +8,8 @@ from datetime import datetime
 import numpy as np
 
 from fishcam.classify.ledger import TrackLedger
-from fishcam.config import PolicyConfig
-from fishcam.sinks.run_writer import RotatingWriter, RunWriter
+from fishcam.config import CountConfig, PolicyConfig
+from fishcam.sinks.run_writer import Counting, RotatingWriter, RunWriter
 from fishcam.types import Detections, Frame, Origin, RunFigures, TrackSummary
 
 
@@ -17,9 +17,19 @@ def track(tid, frame, time_s):
     return TrackSummary(tid, "cod", 0.9, Origin.EXPERT, frame, frame, time_s, time_s, 1, 1, 1, (frame,), (time_s,))
 
 
+EVERY_TRACK = Counting(CountConfig(min_detections=1, min_duration_s=0, min_motion=0))  # one-box tracks count
+
+
 def writer(folder, flush_interval_s=3600.0):
     return RunWriter(
-        folder, width=64, height=48, fps=10, class_names={0: "fish"}, overlay=None, flush_interval_s=flush_interval_s
+        folder,
+        width=64,
+        height=48,
+        fps=10,
+        class_names={0: "fish"},
+        overlay=None,
+        flush_interval_s=flush_interval_s,
+        counting=EVERY_TRACK,
     )
 
 
