@@ -24,6 +24,7 @@ final track each tracker box went to, so the detections and calls logs can be re
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -252,7 +253,7 @@ def _cut_index(
     # A crossing: identities swap where the other fish covered this one most.
     best_iou, at = 0.1, None
     for other in others:
-        if other is piece:
+        if other is piece or other.frames[0] > end or other.frames[-1] <= start:
             continue
         common, mine, theirs = np.intersect1d(piece.frames[inside], other.frames, return_indices=True)
         if len(common) == 0:
@@ -276,11 +277,14 @@ def _cut_index(
 
 
 def _join(pieces: list[_Piece], geometry: Geometry, config: OfflineConfig) -> list[list[_Piece]]:
-    pieces = sorted(pieces, key=lambda p: int(p.frames[0]))
+    pieces = sorted(pieces, key=lambda p: float(p.times[0]))
+    starts = [float(p.times[0]) for p in pieces]
     candidates = []
     if config.link_gap_s > 0:
         for a in pieces:
-            for b in pieces:
+            # Only the pieces starting within link_gap_s of a's end: a long video has thousands.
+            end = float(a.times[-1])
+            for b in pieces[bisect.bisect_right(starts, end) : bisect.bisect_right(starts, end + config.link_gap_s)]:
                 cost = _link_cost(a, b, geometry, config)
                 if cost is not None:
                     candidates.append((cost, id(a), id(b), a, b))
