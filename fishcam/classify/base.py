@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -20,6 +21,28 @@ class SpeciesModel(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """What this model is, for the run summary."""
+        ...
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An open-set model's answer: probabilities, and each crop's open-set score (higher: more
+    like the images the model was calibrated on), or None when it has no calibration."""
+
+    probs: np.ndarray  # (N, len(labels)), rows sum to 1
+    open_set: np.ndarray | None  # (N,)
+
+
+@runtime_checkable
+class OpenSetModel(SpeciesModel, Protocol):
+    """A species model that can also say how much a crop looks like what it was trained on
+    (the expert with a calibrated manifest). ``open_set_threshold`` is the calibrated least
+    score of an in-set crop, None when there is no calibration: then it is a plain model."""
+
+    open_set_threshold: float | None
+
+    def predict_scored(self, crops_bgr: Sequence[np.ndarray]) -> Scored:
+        """Probabilities as ``predict`` and, same pass, the open-set score of each crop."""
         ...
 
 

@@ -67,3 +67,70 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: Expe
             f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''}"
         )
     model.load_state_dict(state, strict=True)
+
+
+class WithFeatures(torch.nn.Module):
+    """The expert's one forward pass giving ``(logits, features)``: the features are the input of
+    its classifier head (pooled, penultimate), the logits exactly the network's own."""
+
+    def __init__(self, body: torch.nn.Module, head: torch.nn.Module | None = None) -> None:
+        super().__init__()
+        self.body = body  # timm: the network (forward_features, forward_head); torchvision: a traced graph
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.head is None:  # a graph that returns both
+            logits, features = self.body(x)
+            return logits, features
+        features = self.body.forward_head(self.body.forward_features(x), pre_logits=True)  # type: ignore[operator]
+        return self.head(features), features
+
+
+def with_features(network: torch.nn.Module, spec: ExpertSpec) -> WithFeatures | None:
+    """``network`` (in eval mode) as a :class:`WithFeatures` sharing its weights, or None when its
+    head's input cannot be read (the open-set check then stays off). timm: its own
+    ``forward_features`` / ``forward_head(pre_logits=True)`` / ``get_classifier()``;
+    torchvision: the network traced by torch.fx, the head's input added to its outputs. Either way
+    the logits must equal the network's own on a probe input, or it is None."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    library = spec.architecture.partition(":")[0]
+    try:
+        if library == "timm":
+            wrapped = WithFeatures(network, network.get_classifier())  # type: ignore[operator]
+        else:
+            wrapped = WithFeatures(_traced_with_head_input(network, spec.head or _last_linear(network)))
+        parameter = next(network.parameters())
+        probe = torch.randn(2, 3, *spec.preprocess.size, generator=torch.Generator().manual_seed(0))
+        probe = probe.to(parameter.device, parameter.dtype)
+        with torch.inference_mode():
+            logits, features = wrapped(probe)
+            same = torch.allclose(logits.float(), network(probe).float(), rtol=1e-3, atol=1e-4)
+        if not same or features.ndim != 2 or features.shape[0] != 2:
+            raise ValueError("its logits differ from the network's, or its features are not one vector per crop")
+    except Exception as exc:  # any library's failure to trace or split: the check is off, the expert runs
+        log.warning("open-set check unavailable for %s: its classifier head's input cannot be read (%s)",
+                    spec.architecture, str(exc).split("\n")[0])  # fmt: skip
+        return None
+    return wrapped
+
+
+def _last_linear(network: torch.nn.Module) -> str:
+    linears = [name for name, module in network.named_modules() if isinstance(module, torch.nn.Linear)]
+    if not linears:
+        raise ValueError("it has no Linear layer")
+    return linears[-1]
+
+
+def _traced_with_head_input(network: torch.nn.Module, head: str) -> torch.nn.Module:
+    import torch.fx
+
+    graph_module = torch.fx.symbolic_trace(network)  # shares the network's modules and weights
+    calls = [n for n in graph_module.graph.nodes if n.op == "call_module" and n.target == head]
+    if len(calls) != 1 or not calls[0].args:
+        raise ValueError(f"the traced network calls its head {head!r} {len(calls)} times")
+    output = next(n for n in graph_module.graph.nodes if n.op == "output")
+    output.args = ((output.args[0], calls[0].args[0]),)
+    graph_module.recompile()
+    return graph_module

@@ -65,14 +65,18 @@ def exported_detector(weights: Path, sha256: str, runtime: str, image_size: int,
     return target
 
 
-def compiled_expert(network: Any, sha256: str, size: tuple[int, int], precision: str, name: str) -> Any:
+def compiled_expert(
+    network: Any, sha256: str, size: tuple[int, int], precision: str, name: str, with_features: bool = False
+) -> Any:
     """The expert's torch network converted to OpenVINO once and compiled for this CPU: the same
-    runtime as the detector, so one thread pool. ``size``: (height, width) of its input."""
+    runtime as the detector, so one thread pool. ``size``: (height, width) of its input.
+    ``with_features``: ``network`` returns (logits, features) and so does the compiled model."""
     import openvino as ov
     import torch
 
     height, width = size
-    folder = cache_dir("exports") / f"{sha256[:16]}-expert-openvino-{height}x{width}"
+    outputs = "-features" if with_features else ""
+    folder = cache_dir("exports") / f"{sha256[:16]}-expert-openvino-{height}x{width}{outputs}"
     xml = folder / "model.xml"
     if not xml.exists():
         log.info("converting expert %s to OpenVINO (once; cached in %s)", name, folder)

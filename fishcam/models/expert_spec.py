@@ -61,6 +61,7 @@ class ExpertSpec:
     sha256: str | None = None
     key_match: Literal["name", "order"] = "name"
     extra: dict[str, Any] = field(default_factory=dict)
+    open_set: OpenSetManifest | None = None  # the open-set calibration (prototypes' path resolved)
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -99,6 +100,19 @@ def expert_weights(ref: str) -> str:
     return read_manifest(Path(ref)).weights if is_manifest(ref) else ref
 
 
+class OpenSetManifest(BaseModel):
+    """A manifest's ``open_set``: the calibration of the open-set test (fishcam.models.open_set)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["prototype_cosine"] = "prototype_cosine"
+    prototypes: str  # a .safetensors file (center, prototypes, counts), relative to the manifest
+    sha256: str | None = None  # of the prototypes file: checked before it is read
+    threshold: float = Field(ge=-1, le=1)  # the least similarity of an in-set crop
+    keep: float = Field(gt=0, lt=1)  # the share of in-set crops the threshold was chosen to keep
+    calibration: Any = None  # what it was measured on (images, split, kept shares)
+
+
 class Manifest(BaseModel):
     """An expert manifest as written (``fishcam train`` writes them; see docs/models.md)."""
 
@@ -115,6 +129,7 @@ class Manifest(BaseModel):
     key_match: Literal["name", "order"] = "name"
     # What `fishcam train` measured; carried in ExpertSpec.extra.
     fallback_threshold: float | None = Field(None, ge=0, le=1)
+    open_set: OpenSetManifest | None = None
     metrics: Any = None
     training: Any = None
 
@@ -181,7 +196,14 @@ def read_manifest(path: Path) -> ExpertSpec:
         sha256=manifest.sha256,
         key_match=manifest.key_match,
         extra=manifest.model_dump(include=set(EXTRA_KEYS), exclude_unset=True),
+        open_set=_open_set(path, manifest.open_set),
     )
+
+
+def _open_set(manifest: Path, open_set: OpenSetManifest | None) -> OpenSetManifest | None:
+    if open_set is None:
+        return None
+    return open_set.model_copy(update={"prototypes": _relative(manifest, open_set.prototypes)})
 
 
 def _read_labels(manifest: Path, labels_file: str) -> list[str]:
@@ -209,8 +231,12 @@ def _problems(exc: ValidationError) -> str:
 
 
 def _suggestion(loc: tuple) -> str:
-    known = Preprocess.__dataclass_fields__ if loc[:1] == ("preprocess",) else Manifest.model_fields
-    close = difflib.get_close_matches(str(loc[-1]), list(known), n=1)
+    sections: dict[str, list[str]] = {
+        "preprocess": list(Preprocess.__dataclass_fields__),
+        "open_set": list(OpenSetManifest.model_fields),
+    }
+    known = sections.get(str(loc[0]), list(Manifest.model_fields)) if len(loc) > 1 else list(Manifest.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

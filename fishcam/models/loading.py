@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from fishcam.classify.species_list import SpeciesEntry
     from fishcam.config import DetectorConfig
     from fishcam.detect.yolo import YoloDetector
+    from fishcam.models.open_set import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,11 @@ class LoadedExpert:
     device: str
     precision: str  # fp32, bf16 or fp16 (autocast)
     backend: str  # torch or openvino
+    # The same pass giving (logits, pooled features), sharing the network's weights; None when
+    # the network's head input cannot be read (see architectures.with_features).
+    features: torch.nn.Module | None = None
+    calibration: Calibration | None = None  # the manifest's open-set calibration, loaded
+    compiled_features: bool = False  # the compiled model outputs (logits, features)
 
     def describe(self) -> dict[str, Any]:
         return hub.describe(self.weights)
@@ -142,7 +148,7 @@ def load_expert_network(spec: ExpertSpec, device: str, precision: str, backend: 
     runtime.setup()
     import torch
 
-    from fishcam.models.architectures import build_architecture, load_into
+    from fishcam.models.architectures import build_architecture, load_into, with_features
     from fishcam.models.checkpoint import load_state_dict
 
     device = pick_device(device)
@@ -159,13 +165,45 @@ def load_expert_network(spec: ExpertSpec, device: str, precision: str, backend: 
     # Channels-last memory and bf16/fp16 autocast are what make the network fast (REFERENCE §4);
     # autocast keeps the sensitive ops in fp32, so decisions stay those of fp32 (tested).
     network = network.eval().to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    features = with_features(network, spec)
+    calibration = _calibration(spec, features, network) if spec.open_set is not None else None
     backend = expert_backend(backend)
     compiled = None
     if backend == "openvino":
         from fishcam.models.convert import compiled_expert
 
-        compiled = compiled_expert(network, checksum, spec.preprocess.size, precision, weights.name)
-    return LoadedExpert(spec, network, compiled, weights, checksum, device, precision, backend)
+        # With a calibration, the compiled model gives the features too (one pass, as torch).
+        source = features if calibration is not None else network
+        compiled = compiled_expert(
+            source, checksum, spec.preprocess.size, precision, weights.name, with_features=calibration is not None
+        )
+    return LoadedExpert(
+        spec, network, compiled, weights, checksum, device, precision, backend, features, calibration,
+        compiled_features=compiled is not None and calibration is not None,
+    )  # fmt: skip
+
+
+def _calibration(spec: ExpertSpec, features: torch.nn.Module | None, network: torch.nn.Module) -> Calibration | None:
+    """The manifest's open-set calibration, read as tensors and checked against the network."""
+    import torch
+
+    from fishcam.models.open_set import Calibration, read_prototypes
+
+    open_set = spec.open_set
+    assert open_set is not None
+    prototypes = read_prototypes(Path(open_set.prototypes), len(spec.labels), open_set.sha256)
+    if features is None:
+        return None  # with_features said why
+    parameter = next(network.parameters())
+    with torch.inference_mode():
+        probe = torch.zeros(1, 3, *spec.preprocess.size, device=parameter.device, dtype=parameter.dtype)
+        dim = int(features(probe)[1].shape[1])
+    if dim != prototypes.dim:
+        raise ModelError(
+            f"open-set prototypes {open_set.prototypes} have {prototypes.dim} features, the expert's head "
+            f"takes {dim}: they were calibrated for another network"
+        )
+    return Calibration(prototypes, open_set.threshold, open_set.keep, open_set.prototypes)
 
 
 # ---- the fallback ------------------------------------------------------------------------
