@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,17 +20,43 @@ def expert_call(probs: np.ndarray, labels: Sequence[str], threshold: float) -> S
     return None
 
 
+@dataclass(frozen=True)
+class OpenSet:
+    """The open-set verdict on one crop: its score (similarity to the nearest class prototype of
+    the expert's training images) and the calibrated least score of an in-set crop."""
+
+    score: float
+    threshold: float
+
+    @property
+    def in_set(self) -> bool:
+        return self.score >= self.threshold
+
+
 def route(
-    expert_probs: np.ndarray | None, expert_labels: Sequence[str], threshold: float, has_fallback: bool
+    expert_probs: np.ndarray | None,
+    expert_labels: Sequence[str],
+    threshold: float,
+    has_fallback: bool,
+    open_set: OpenSet | None = None,
 ) -> SpeciesCall | None:
-    """Who decides a crop: the expert's call when it is sure; None when the fallback must decide
-    (the expert is unsure, or there is no expert); else ``unknown`` with the expert's best guess."""
+    """Who decides a crop: the expert's call when it is sure and the crop is one of its species;
+    None when the fallback must decide (the expert is unsure, the crop is out of its set, or
+    there is no expert); else ``unknown`` with the expert's best guess as ``candidate``.
+    ``open_set`` None: no open-set check (an uncalibrated expert), the confidence alone decides."""
     if expert_probs is None:
         return None if has_fallback else SpeciesCall(UNKNOWN_LABEL, 0.0, Origin.UNKNOWN)
-    call = expert_call(expert_probs, expert_labels, threshold)
+    out_of_set = open_set is not None and not open_set.in_set
+    call = None if out_of_set else expert_call(expert_probs, expert_labels, threshold)
     if call is not None or has_fallback:
         return call
     return unsure_call(expert_probs, expert_labels)
+
+
+def rejected_as_out_of_set(expert_probs: np.ndarray, threshold: float, open_set: OpenSet | None) -> bool:
+    """Whether the open-set check, and only it, took the call from the expert: confident enough,
+    but not like any of its species (the service counts these as ``expert_out_of_set``)."""
+    return open_set is not None and not open_set.in_set and float(np.max(expert_probs)) >= threshold
 
 
 def fallback_call(probs: np.ndarray, labels: Sequence[str], threshold: float) -> SpeciesCall:

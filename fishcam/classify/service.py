@@ -4,7 +4,10 @@ beside the frame loop.
 :class:`SpeciesModels` is what a run is given (the loaded models and their thresholds, shared by
 every run in a process); :class:`SpeciesService` is one run's use of them, with its own threads,
 waiting answers and counts. Which model decides a crop is :func:`fishcam.classify.decide.route`,
-pure; this module only decides where and when the models run.
+pure; this module only decides where and when the models run. With the open-set check on
+(``open_set_threshold``: a calibrated expert, ``classify.expert.open_set``), a crop unlike all the
+expert's species is routed like an unsure one; the confident calls it takes from the expert are
+counted as ``expert_out_of_set`` (docs/models.md, "Open set").
 
 Timing. The frame loop detects and tracks the next frames while the expert looks at this frame's
 crops: on a CPU the two overlap instead of taking turns. A look asked at frame ``f`` is answered
@@ -37,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from fishcam.classify.base import SpeciesModel
-from fishcam.classify.decide import fallback_call, route, unsure_call
+from fishcam.classify.base import OpenSetModel, SpeciesModel
+from fishcam.classify.decide import OpenSet, fallback_call, rejected_as_out_of_set, route, unsure_call
 from fishcam.types import UNKNOWN_LABEL, Origin, SpeciesCall
 
 log = logging.getLogger(__name__)
@@ -47,38 +50,77 @@ Answer = tuple[Hashable, SpeciesCall]
 
 
 @dataclass(frozen=True)
+class ExpertLook:
+    """The expert's pass over a batch of crops: each crop's call (None where the fallback must
+    decide), its probabilities and open-set scores, and how many confident calls the open-set
+    check took from it."""
+
+    routed: list[SpeciesCall | None]
+    probs: np.ndarray | None
+    open_set: np.ndarray | None = None
+    out_of_set: int = 0
+
+
+@dataclass(frozen=True)
 class SpeciesModels:
-    """The loaded species models of a process and the thresholds their calls are judged by."""
+    """The loaded species models of a process and the thresholds their calls are judged by.
+
+    ``open_set_threshold``: the expert's calibrated open-set threshold when the check is on
+    (``classify.expert.open_set``); None: the expert's confidence alone decides, as before."""
 
     expert: SpeciesModel | None
     fallback: SpeciesModel | None
     expert_threshold: float
     fallback_threshold: float
+    open_set_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.expert is None and self.fallback is None:
             raise ValueError("species models need an expert, a fallback, or both")
+        if self.open_set_threshold is not None and not isinstance(self.expert, OpenSetModel):
+            raise ValueError("an open-set threshold needs an expert with an open-set score (predict_scored)")
 
     @property
     def device(self) -> str:
         return (self.expert or self.fallback).device  # type: ignore[union-attr]
 
+    @property
+    def open_set(self) -> bool:
+        """Whether the expert's calls are checked for crops that are none of its species."""
+        return self.open_set_threshold is not None
+
     def classify(self, crops_bgr: Sequence[np.ndarray]) -> tuple[list[SpeciesCall], np.ndarray | None]:
         """Every crop decided now, in line: (calls, the expert's probabilities or None)."""
-        routed, expert_probs = self._expert(crops_bgr)
-        calls = self._fallback_in_line(crops_bgr, routed, expert_probs)
-        return calls, expert_probs
+        calls, look = self.classify_scored(crops_bgr)
+        return calls, look.probs
 
-    def _expert(self, crops_bgr: Sequence[np.ndarray]) -> tuple[list[SpeciesCall | None], np.ndarray | None]:
+    def classify_scored(self, crops_bgr: Sequence[np.ndarray]) -> tuple[list[SpeciesCall], ExpertLook]:
+        """Every crop decided now, in line, with the expert's look (probabilities, open-set scores)."""
+        look = self._expert(crops_bgr)
+        return self._fallback_in_line(crops_bgr, look.routed, look.probs), look
+
+    def _expert(self, crops_bgr: Sequence[np.ndarray]) -> ExpertLook:
         """The expert's calls, None where the fallback must decide."""
-        expert_probs = self.expert.predict(crops_bgr) if self.expert is not None and len(crops_bgr) else None
-        labels = self.expert.labels if self.expert is not None else ()
+        expert, n = self.expert, len(crops_bgr)
+        probs = scores = None
+        if expert is not None and n:
+            if self.open_set_threshold is not None:
+                assert isinstance(expert, OpenSetModel)  # __post_init__ checked it
+                scored = expert.predict_scored(crops_bgr)
+                probs, scores = scored.probs, scored.open_set
+            else:
+                probs = expert.predict(crops_bgr)
+        labels = expert.labels if expert is not None else ()
         has_fallback = self.fallback is not None
-        routed = [
-            route(None if expert_probs is None else expert_probs[i], labels, self.expert_threshold, has_fallback)
-            for i in range(len(crops_bgr))
-        ]
-        return routed, expert_probs
+        routed, out_of_set = [], 0
+        for i in range(n):
+            verdict = None
+            if scores is not None and self.open_set_threshold is not None:
+                verdict = OpenSet(float(scores[i]), self.open_set_threshold)
+            row = None if probs is None else probs[i]
+            routed.append(route(row, labels, self.expert_threshold, has_fallback, verdict))
+            out_of_set += row is not None and rejected_as_out_of_set(row, self.expert_threshold, verdict)
+        return ExpertLook(routed, probs, scores, out_of_set)
 
     def _fallback_in_line(
         self, crops_bgr: Sequence[np.ndarray], routed: list[SpeciesCall | None], expert_probs: np.ndarray | None
@@ -119,6 +161,9 @@ class SpeciesService:
         self.models = models
         self.lag = max(0, settings.lag)
         self.counts = {"expert": 0, "fallback": 0, "unknown": 0, "fallback_crops": 0, "fallback_refused": 0}
+        if models.open_set:
+            # Crops the expert was confident about that the open-set check sent on (fallback or unknown).
+            self.counts["expert_out_of_set"] = 0
         self._lock = threading.Lock()  # counts and waiting: the species threads and the loop share them
         self._asked: deque[tuple[int, list[Hashable], Future]] = deque()
         # Unbounded, but never long: the frame loop waits for answers ``lag`` frames on.
@@ -222,7 +267,10 @@ class SpeciesService:
     def _call(self, crops_bgr: list[np.ndarray], keys: list[Hashable]) -> list[SpeciesCall | None]:
         """One call per crop; None where the background fallback will answer later."""
         models = self.models
-        routed, expert_probs = models._expert(crops_bgr)
+        look = models._expert(crops_bgr)
+        routed, expert_probs = look.routed, look.probs
+        if look.out_of_set:
+            self._count("expert_out_of_set", look.out_of_set)
         unsure = [i for i, call in enumerate(routed) if call is None]
         if unsure:
             self._count("fallback_crops", len(unsure))
