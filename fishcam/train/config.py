@@ -131,6 +131,13 @@ class ExportConfig(_Section):
     target_accuracy: float = Field(
         0.95, gt=0, le=1, description="fallback threshold: lowest confidence whose calls reach this accuracy on val"
     )
+    open_set_keep: float | None = Field(
+        0.95,
+        gt=0,
+        lt=1,
+        description="open-set threshold: the prototype similarity that keeps this share of in-set crops "
+        "(split-conformal on val); null: no open-set calibration",
+    )
     gallery_max: int = Field(48, ge=0, description="misclassified images in eval/misclassified.png")
 
 

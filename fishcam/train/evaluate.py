@@ -180,6 +180,13 @@ def markdown_report(report: dict[str, Any]) -> str:
             f"| recommended fallback threshold (validation) | {threshold['threshold']:.3f} "
             f"(keeps {threshold['coverage']:.0%} of calls) |"
         )
+    open_set = report.get("open_set")
+    if isinstance(open_set, dict) and open_set.get("threshold") is not None:
+        test = f", {open_set['test_kept']:.0%} of test images" if "test_kept" in open_set else ""
+        lines.append(
+            f"| open-set threshold (validation, prototype cosine) | {open_set['threshold']:.3f} "
+            f"(keeps {open_set['kept']:.0%} of validation images{test}) |"
+        )
     lines += ["", "| class | precision | recall | f1-score | support |", "|---|---|---|---|---|"]
     for row in report["per_class"]:
         lines.append(

@@ -21,13 +21,15 @@ from torch.utils.data import DataLoader, Dataset
 from fishcam import __version__
 from fishcam.classify.expert import build_architecture
 from fishcam.errors import DatasetError, TrainingError
+from fishcam.models import open_set
+from fishcam.models.architectures import with_features
 from fishcam.models.checkpoint import load_state_dict
 from fishcam.models.devices import pick_device
 from fishcam.models.expert_spec import ExpertSpec
 from fishcam.train import balance, evaluate, extras
 from fishcam.train.config import TrainConfig
 from fishcam.train.data import Sample, Splits, load_splits
-from fishcam.train.export import export_expert
+from fishcam.train.export import OpenSetResult, export_expert
 from fishcam.train.loop import Bar, EvalSet, TrainSet, guard_memory
 from fishcam.train.model import expert_spec, head_module, initialise
 from fishcam.train.state import EpochRecord, TrainingState, ValScores, atomic_save, load_checkpoint, save_checkpoint
@@ -51,6 +53,7 @@ class TrainResult:
     fallback: dict[str, Any]
     history: list[dict[str, Any]]  # the rows of history.csv
     baseline: dict[str, float]  # validation scores before training
+    open_set: dict[str, Any] | None = None  # the open-set calibration record (None: not calibrated)
 
 
 EpochHook = Callable[[dict[str, Any]], None]  # called with each finished epoch's history row
@@ -304,35 +307,76 @@ class _Run:
         loss = float(-np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, None)).mean())
         return ValScores(val_loss=loss, val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
 
-    @torch.inference_mode()
     def predict(self, loader: DataLoader, label: str) -> np.ndarray:
+        return self.predict_features(loader, label, None)[0]
+
+    @torch.inference_mode()
+    def predict_features(
+        self, loader: DataLoader, label: str, features: torch.nn.Module | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, given ``features`` (a ``with_features`` of the model), the pooled
+        penultimate features of the same pass."""
         self.model.eval()
-        outputs = []
+        outputs, pooled = [], []
         with guard_memory(self.cfg), Bar(self.show_progress, label, len(loader.dataset)) as bar:  # type: ignore[arg-type]
             for images in loader:
                 with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                    logits = self.model(images.to(self.device, non_blocking=True))
+                    batch = images.to(self.device, non_blocking=True)
+                    if features is None:
+                        logits = self.model(batch)
+                    else:
+                        logits, feats = features(batch)
+                        pooled.append(feats.float().cpu().numpy())
                 outputs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
                 bar.advance(len(images))
-        return np.concatenate(outputs)
+        return np.concatenate(outputs), (np.concatenate(pooled) if features is not None else None)
 
 
 # ---- the end of a run: best epoch, fallback threshold, report, export ----------------------
 
 
 def _finish(run: _Run, state: TrainingState, balance_report: dict[str, Any]) -> TrainResult:
-    """Best epoch back in the model, fallback threshold from validation, test report, export."""
+    """Best epoch back in the model, fallback and open-set thresholds from validation, test
+    report, export."""
     run.model.load_state_dict(load_state_dict(run.out_dir / BEST))
-    val_probs = run.predict(run.val_loader, "best model on validation")
+    run.model.eval()
+    features = with_features(run.model, run.spec) if run.cfg.export.open_set_keep is not None else None
+    val_probs, val_features = run.predict_features(run.val_loader, "best model on validation", features)
     fallback = _fallback_threshold(run, val_probs)
-    report = _held_out_report(run, state, val_probs, fallback)
+    calibrated = _open_set(run, features, val_features)
+    report = _held_out_report(run, state, val_probs, fallback, features, calibrated)
     manifest = export_expert(
         run.model, run.spec, run.out_dir / "expert", _metrics_summary(report),
         _training_summary(run, state, balance_report), fallback_threshold=fallback["threshold"],
+        open_set=calibrated,
     )  # fmt: skip
     assert state.baseline is not None  # measured before the first epoch
     history = [record.row() for record in state.history]
-    return TrainResult(manifest, state.best_epoch, state.best_f1, report, fallback, history, state.baseline.as_dict())
+    return TrainResult(
+        manifest, state.best_epoch, state.best_f1, report, fallback, history, state.baseline.as_dict(),
+        open_set=calibrated[1] if calibrated is not None else None,
+    )  # fmt: skip
+
+
+def _open_set(run: _Run, features: torch.nn.Module | None, val_features: np.ndarray | None) -> OpenSetResult | None:
+    """Prototypes from the training images (as the run sees them: no augmentation), the threshold
+    that keeps ``export.open_set_keep`` of the validation images (fishcam.models.open_set)."""
+    keep = run.cfg.export.open_set_keep
+    if keep is None or features is None or val_features is None:
+        if keep is not None:
+            log.warning("no open-set calibration: the input of %s's head cannot be read", run.spec.architecture)
+        return None
+    _, train_features = run.predict_features(run.eval_loader(run.splits.train), "open-set prototypes", features)
+    assert train_features is not None
+    targets = evaluate.label_indices(run.splits.train, run.splits.labels)
+    prototypes, record = open_set.calibrate(train_features, targets, val_features, len(run.splits.labels), keep)
+    record["split"] = "val"
+    log.info(
+        "open-set threshold %.3f: keeps %.1f%% of validation images (target %.0f%%%s); prototypes from %d "
+        "training images", record["threshold"], 100 * record["kept"], 100 * keep,
+        "" if record["guaranteed"] else ", too few validation images to guarantee it", record["prototype_images"],
+    )  # fmt: skip
+    return prototypes, record
 
 
 def _fallback_threshold(run: _Run, val_probs: np.ndarray) -> dict[str, Any]:
@@ -357,19 +401,34 @@ def _fallback_threshold(run: _Run, val_probs: np.ndarray) -> dict[str, Any]:
 
 
 def _held_out_report(
-    run: _Run, state: TrainingState, val_probs: np.ndarray, fallback: dict[str, Any]
-) -> dict[str, Any]:
-    """The best epoch's report on the test split (on validation when there is no test split)."""
+    run: _Run, state: TrainingState, val_probs: np.ndarray, fallback: dict[str, Any],
+    features: torch.nn.Module | None, calibrated: OpenSetResult | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The best epoch's report on the test split (on validation when there is no test split),
+    with the share of its images that the open-set check keeps."""
     cfg, splits = run.cfg, run.splits
     split_name = "test" if splits.test else "val"
     if not splits.test:
         log.warning("no test images: the report below is on the validation split, which chose the best epoch")
     samples = splits.split(split_name)
-    probs = val_probs if split_name == "val" else run.predict(run.eval_loader(samples), "test")
+    extra: dict[str, Any] = {"split": split_name, "best_epoch": state.best_epoch, "fallback_threshold": fallback}
+    if split_name == "val":
+        probs = val_probs
+    elif calibrated is not None and features is not None:
+        probs, test_features = run.predict_features(run.eval_loader(samples), "test", features)
+        assert test_features is not None
+        prototypes, record = calibrated
+        kept = prototypes.scores(test_features) >= record["threshold"]
+        record["test_kept"] = round(float(kept.mean()), 4)
+        record["test_images"] = len(samples)
+        log.info("open-set check on the test split: %.1f%% of %d images kept", 100 * kept.mean(), len(samples))
+    else:
+        probs = run.predict(run.eval_loader(samples), "test")
+    if calibrated is not None:
+        extra["open_set"] = calibrated[1]
     return evaluate.write_reports(
         run.out_dir / "eval", samples, probs, splits.labels, f"{cfg.model.name}: {split_name} split",
-        extra={"split": split_name, "best_epoch": state.best_epoch, "fallback_threshold": fallback},
-        gallery_max=cfg.export.gallery_max,
+        extra=extra, gallery_max=cfg.export.gallery_max,
     )  # fmt: skip
 
 
