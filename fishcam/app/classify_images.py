@@ -30,8 +30,8 @@ def classify_images(paths: list[Path], config: Config) -> list[dict[str, Any]]:
     config.classify.enabled = True
     check_models(config)
     models, _ = build_species_models(config)
-    calls, top = models.classify(images)
-    expert = models.expert
+    calls, look = models.classify_scored(images)
+    top, expert = look.probs, models.expert
     rows = []
     for i, (path, call) in enumerate(zip(paths, calls, strict=True)):
         row: dict[str, Any] = {
@@ -45,6 +45,10 @@ def classify_images(paths: list[Path], config: Config) -> list[dict[str, Any]]:
             best = int(top[i].argmax())
             row["expert_top"] = expert.labels[best]
             row["expert_score"] = round(float(top[i][best]), 4)
+        if look.open_set is not None and models.open_set_threshold is not None:
+            # How much the image looks like the expert's species (prototype cosine) and the verdict.
+            row["open_set_score"] = round(float(look.open_set[i]), 4)
+            row["in_set"] = bool(look.open_set[i] >= models.open_set_threshold)
         rows.append(row)
     return rows
 

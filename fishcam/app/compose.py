@@ -9,13 +9,16 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fishcam.classify.service import SpeciesModels
 from fishcam.config import Config
 from fishcam.detect.base import Detector
-from fishcam.errors import MissingModelError
+from fishcam.errors import MissingModelError, ModelError
 from fishcam.models import hub
+
+if TYPE_CHECKING:
+    from fishcam.classify.expert import ExpertClassifier
 
 log = logging.getLogger(__name__)
 
@@ -131,4 +134,34 @@ def build_species_models(config: Config) -> tuple[SpeciesModels, dict[str, Any]]
     if threshold is None:  # the threshold `fishcam train` measured on its validation split, if any
         threshold = float(expert.spec.extra.get("fallback_threshold", DEFAULT_EXPERT_THRESHOLD))
     described["expert"]["threshold"] = threshold
-    return SpeciesModels(expert, fallback, threshold, cfg.fallback.threshold), described
+    open_set_threshold, checked = open_set_check(expert, cfg.expert.open_set, cfg.expert.weights)
+    described["expert"]["open_set"] = checked
+    return SpeciesModels(expert, fallback, threshold, cfg.fallback.threshold, open_set_threshold), described
+
+
+def open_set_check(expert: ExpertClassifier, mode: bool | str, weights: str) -> tuple[float | None, dict[str, Any]]:
+    """Whether the expert's calls are checked for crops that are none of its species, said in one
+    log line: (the calibrated threshold or None, what the summary records)."""
+    from fishcam.models.expert_spec import is_manifest
+    from fishcam.models.open_set import CALIBRATE_COMMAND
+
+    calibration = expert.calibration
+    if mode is False:
+        log.info("open-set check off (classify.expert.open_set=false): the expert's confidence alone decides")
+        return None, {"check": "off", "why": "classify.expert.open_set=false"}
+    if calibration is not None:
+        log.info(
+            "open-set check on: crops less like the expert's species than %.3f (prototype cosine; keeps %.0f%% of "
+            "in-set crops) go to the fallback, or unknown", calibration.threshold, 100 * calibration.keep,
+        )  # fmt: skip
+        return calibration.threshold, {"check": "on", "threshold": calibration.threshold, "keep": calibration.keep}
+    if expert.spec.open_set is not None:
+        why = "the manifest's calibration cannot be used: the input of the expert's head cannot be read"
+    elif is_manifest(weights):
+        why = "no calibration in the manifest"
+    else:
+        why = f"no calibration in the manifest ({weights.rsplit('/', 1)[-1]} has no manifest)"
+    if mode is True:
+        raise ModelError(f"classify.expert.open_set=true, but {why}; run `{CALIBRATE_COMMAND}` to calibrate")
+    log.warning("open-set check off: %s; run `%s` to calibrate", why, CALIBRATE_COMMAND)
+    return None, {"check": "off", "why": why}
