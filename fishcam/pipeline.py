@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from fishcam.classify.appearance import describe
+from fishcam.classify import appearance
 from fishcam.classify.crops import crop
 from fishcam.classify.ledger import TrackLedger
 from fishcam.classify.service import ServiceSettings, SpeciesModels, SpeciesService
@@ -256,8 +256,8 @@ class Pipeline:
         for i in keep:
             row = int(chosen[i])
             track_id = int(detections.track_id[row])
-            look = describe(frame.image_bgr, detections.xyxy[row])
-            self.ledger.observe(track_id, frame.index, None, float(detections.area[row]), look)
+            colours = appearance.describe(frame.image_bgr, detections.xyxy[row])
+            self.ledger.observe(track_id, frame.index, None, float(detections.area[row]), colours)
             keys.append((track_id, frame.index, frame.time_s))
         service.ask(frame.index, [crops[i] for i in keep], keys)
         self.stats.crops_classified += len(keep)
