@@ -25,6 +25,7 @@ final track each tracker box went to, so the detections and calls logs can be re
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -237,14 +238,14 @@ def _cut(piece: _Piece, others: list[_Piece], geometry: Geometry, config: Offlin
     if how == "jump" and not colour_changed:
         return [piece]  # the species calls alone changed, with nothing seen to happen: not enough
     keep = np.arange(len(piece.frames)) < k
-    head, tail = piece.part(keep), piece.part(~keep)
+    # Each side's ends are a track's ends: trimmed as the whole track's were (the last boxes
+    # before a swap are often a doubtful box of the other fish).
+    head, tail = _trimmed(piece.part(keep), config.tail_confidence), _trimmed(piece.part(~keep), config.tail_confidence)
     head.cut_after, tail.cut_before = True, True
     return _cut(head, others, geometry, config) + _cut(tail, others, geometry, config)
 
 
-def _cut_index(
-    piece: _Piece, start: int, end: int, others: list[_Piece], geometry: Geometry
-) -> tuple[int, str] | None:
+def _cut_index(piece: _Piece, start: int, end: int, others: list[_Piece], geometry: Geometry) -> tuple[int, str] | None:
     """Index of the first box of the second fish, between frames ``start`` (exclusive) and
     ``end`` (inclusive), and what marks it: a crossing, a gap or (weakest) a jump."""
     inside = np.flatnonzero((piece.frames > start) & (piece.frames <= end))
@@ -284,7 +285,10 @@ def _join(pieces: list[_Piece], geometry: Geometry, config: OfflineConfig) -> li
         for a in pieces:
             # Only the pieces starting within link_gap_s of a's end: a long video has thousands.
             end = float(a.times[-1])
-            for b in pieces[bisect.bisect_right(starts, end) : bisect.bisect_right(starts, end + config.link_gap_s)]:
+            earliest = end - (2 * geometry.stride + 1) / geometry.fps  # (an overlap at a swap: _link_cost)
+            for b in pieces[
+                bisect.bisect_left(starts, earliest) : bisect.bisect_right(starts, end + config.link_gap_s)
+            ]:
                 cost = _link_cost(a, b, geometry, config)
                 if cost is not None:
                     candidates.append((cost, id(a), id(b), a, b))
@@ -309,13 +313,17 @@ def _join(pieces: list[_Piece], geometry: Geometry, config: OfflineConfig) -> li
 
 def _link_cost(a: _Piece, b: _Piece, geometry: Geometry, config: OfflineConfig) -> float | None:
     """How well ``b`` continues ``a`` as the same fish (lower is better), or None if it cannot."""
-    if b is a or b.frames[0] <= a.frames[-1]:
+    # Two detections of one fish in the frames where a swap happened may overlap a little in
+    # time: up to ``overlap`` frames, the later piece's boxes stand (see _merged).
+    overlap = 2 * geometry.stride
+    if b is a or b.frames[0] <= a.frames[0] or b.frames[0] <= a.frames[-1] - overlap:
         return None
     if a.origin_id == b.origin_id and (a.cut_after or b.cut_before):
         return None  # cut apart on evidence of two fish: never joined back
     gap_s = float(b.times[0] - a.times[-1])
-    if gap_s <= 0 or gap_s > config.link_gap_s:
-        return None
+    if gap_s > config.link_gap_s or (gap_s <= 0 and not (a.cut_after or b.cut_before)):
+        return None  # (an overlap only where a track was cut at a swap)
+    gap_s = max(gap_s, 0.0)
     a_box, b_box = a.boxes[-1], b.boxes[0]
     size = max(float(_diag(a_box[None])[0]), float(_diag(b_box[None])[0]))
     area_ratio = float(_area(a_box[None])[0] / max(float(_area(b_box[None])[0]), 1e-6))
@@ -359,6 +367,8 @@ def _velocity(piece: _Piece) -> np.ndarray:
 def _merged(chain: list[_Piece]) -> _Piece:
     if len(chain) == 1:
         return chain[0]
+    # Where a piece overlaps the next by a frame or two (a swap), the next one's boxes stand.
+    chain = [p.part(p.frames < nxt.frames[0]) for p, nxt in itertools.pairwise(chain)] + [chain[-1]]
     first = chain[0]
     return _Piece(
         np.concatenate([p.frames for p in chain]),
