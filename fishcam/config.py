@@ -292,6 +292,13 @@ class PolicyConfig(_Section):
         description="a settled track is looked at again this often through its life, so a track that changed "
         "fish is noticed (0: never)",
     )
+    recheck_similarity: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="a re-check is classified only if the track was lost or overlapped since its last look, or "
+        "its view's colours are less alike than this to its last looks' (1: always classified)",
+    )
 
 
 class ClassifyConfig(_Section):

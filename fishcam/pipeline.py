@@ -129,7 +129,7 @@ class Pipeline:
         self.tracker = tracker
         self.species = species
         self.settings = settings
-        self.ledger = TrackLedger(policy, classifying=species is not None)
+        self.ledger = TrackLedger(policy, classifying=species is not None, stride=settings.stride)
         self.stats = LoopStats()
         lag = settings.answer_lag_frames
         self.lag = policy.min_gap_frames if lag is None else min(lag, policy.min_gap_frames)
@@ -245,7 +245,14 @@ class Pipeline:
 
     def _ask(self, service: SpeciesService, frame: Frame, detections: Detections) -> None:
         """Send the crops the ledger wants looked at; each look is pending until answered."""
-        chosen = self.ledger.select(frame.index, detections, frame.width, frame.height)
+        described: dict[int, np.ndarray | None] = {}
+
+        def colours(row: int) -> np.ndarray | None:
+            if row not in described:
+                described[row] = appearance.describe(frame.image_bgr, detections.xyxy[row])
+            return described[row]
+
+        chosen = self.ledger.select(frame.index, detections, frame.width, frame.height, colours)
         if len(chosen) == 0:
             return
         crops = crop(frame.image_bgr, detections.xyxy[chosen], self.settings.crop_padding)
@@ -256,8 +263,7 @@ class Pipeline:
         for i in keep:
             row = int(chosen[i])
             track_id = int(detections.track_id[row])
-            colours = appearance.describe(frame.image_bgr, detections.xyxy[row])
-            self.ledger.observe(track_id, frame.index, None, float(detections.area[row]), colours)
+            self.ledger.observe(track_id, frame.index, None, float(detections.area[row]), colours(row))
             keys.append((track_id, frame.index, frame.time_s))
         service.ask(frame.index, [crops[i] for i in keep], keys)
         self.stats.crops_classified += len(keep)

@@ -336,11 +336,12 @@ def _print_run_result(out_dir: Path, summary: RunSummary, quiet: bool) -> None:
 
     figures = summary.figures or RunFigures()
     log.info(
-        "%d frames in %.1f s (%.1f fps), %d tracks; outputs in %s",
+        "%d frames in %.1f s (%.1f fps), %d tracks (%d counted); outputs in %s",
         figures.frames,
         figures.processing_s,
         figures.processing_fps,
         summary.tracks or 0,
+        summary.counted_tracks if summary.counted_tracks is not None else summary.tracks or 0,
         out_dir,
     )
     if quiet:

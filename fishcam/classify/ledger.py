@@ -7,6 +7,7 @@ comes along, up to a budget; its species is the vote over everything it was call
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -30,6 +31,7 @@ class _Track:
     last_look_s: float = -1e9
     best_area_looked: float = 0.0
     extra_looks: int = 0  # granted when a call disagrees with the one before: the track may have changed fish
+    disturbed: bool = False  # lost for a while, or overlapped by another fish, since its last look
 
     def add_call(self, look: Look, settle_votes: int, at: int | None = None) -> None:
         known = [c for c in self.calls if c.is_known]
@@ -53,9 +55,10 @@ class _Track:
 
 
 class TrackLedger:
-    def __init__(self, policy: PolicyConfig, classifying: bool = True) -> None:
+    def __init__(self, policy: PolicyConfig, classifying: bool = True, stride: int = 1) -> None:
         self.policy = policy
         self.classifying = classifying
+        self.stride = stride
         self._tracks: dict[int, _Track] = {}
         self._now_s = 0.0
         self.closed = 0
@@ -74,19 +77,30 @@ class TrackLedger:
             track_id = int(detections.track_id[row])
             track = self._tracks.setdefault(track_id, _Track(track_id))
             if not track.frames or track.frames[-1] != frame_index:
+                if track.frames and frame_index - track.frames[-1] > self.stride:
+                    track.disturbed = True  # missed: another fish may have taken its place
                 track.frames.append(frame_index)
                 track.times_s.append(time_s)
                 track.boxes.append(detections.xyxy[row].astype(np.float32))
                 track.confidences.append(float(detections.confidence[row]))
 
-    def select(self, frame_index: int, detections: Detections, width: int, height: int) -> np.ndarray:
+    def select(
+        self,
+        frame_index: int,
+        detections: Detections,
+        width: int,
+        height: int,
+        appearance: Callable[[int], np.ndarray | None] | None = None,
+    ) -> np.ndarray:
         """Indices of the detections whose crops should be classified this frame.
 
         Good views only: big enough, whole (not cut by the frame edge, unless the fish never
         leaves it), not overlapped by another fish. A track is looked at every ``min_gap_frames``
         until its species is settled (or ``max_crops_per_track`` looks were spent), then again
-        on a clearly bigger view and every ``recheck_s`` through its life, so a track that
-        changed fish is noticed."""
+        on a clearly bigger view, and re-checked every ``recheck_s`` through its life so that a
+        track that changed fish is noticed. A re-check costs a classification only when
+        something may have changed: the track was lost or overlapped since its last look, or
+        the colours of its view (``appearance(i)``, cheap) are no longer like its last looks'."""
         p = self.policy
         if len(detections) == 0:
             return np.zeros(0, dtype=np.int64)
@@ -103,19 +117,36 @@ class TrackLedger:
                 continue
             # A poor view (half out of frame, half hidden): wait for a good one, unless that never comes.
             waited = len(track.frames) >= 2 * max(p.min_gap_frames, 1)
+            if overlapped[i]:
+                track.disturbed = True
             if (at_edge[i] or overlapped[i]) and (track.looks or not waited):
                 continue
             spent = len(track.looks) >= p.max_crops_per_track + track.extra_looks
             if spent or track.settled(p.settle_votes):
                 due = p.recheck_s > 0 and self._now_s - track.last_look_s >= p.recheck_s - 1e-6
                 bigger = not spent and areas[i] >= p.better_view_ratio * track.best_area_looked
-                if not (due or bigger):
+                if not bigger and not (due and self._may_have_changed(track, i, appearance)):
                     continue
             chosen.append(i)
         # A frame's budget: tracks never looked at first, then the fewest looks, then the biggest view;
         # the rest wait for a later frame, so no frame stalls on a burst of new fish.
         chosen.sort(key=lambda i: (len(self._tracks[int(detections.track_id[i])].looks), -areas[i]))
         return np.asarray(chosen[: p.max_crops_per_frame], dtype=np.int64)
+
+    def _may_have_changed(
+        self, track: _Track, row: int, appearance: Callable[[int], np.ndarray | None] | None
+    ) -> bool:
+        """Whether a due re-check needs a classification; if not, it counts as done."""
+        if track.disturbed or appearance is None:
+            return True
+        seen = [look.appearance for look in track.looks[-3:] if look.appearance is not None]
+        now = appearance(row)
+        if now is None or not seen:
+            return True
+        if np.mean([float(np.dot(now, x)) for x in seen]) < self.policy.recheck_similarity:
+            return True
+        track.last_look_s = self._now_s  # checked: the same colours; the next check in recheck_s
+        return False
 
     def observe(
         self,
@@ -134,6 +165,7 @@ class TrackLedger:
         track.add_call(Look(frame_index, float(area), call, appearance), self.policy.settle_votes)
         track.last_look_frame = frame_index
         track.last_look_s = self._now_s
+        track.disturbed = False
         track.best_area_looked = max(track.best_area_looked, float(area))
 
     def resolve(self, track_id: int, call: SpeciesCall, frame_index: int | None = None) -> bool:

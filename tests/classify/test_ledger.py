@@ -111,3 +111,21 @@ def test_a_box_covered_by_another_fish_waits_for_a_clear_view():
     assert ledger.select(0, d, 200, 200).tolist() == [2]  # 1 and 2 overlap by over half
     (summary, *_) = ledger.close_all()
     assert summary.boxes.shape == (1, 4) and summary.confidences.tolist() == [1.0]
+
+
+def test_a_recheck_costs_a_classification_only_when_the_view_may_have_changed():
+    # 10 fps, settled after two looks, re-checks due every 2 s. Colours stay the same until
+    # frame 50, then change; the track is missed for frames 70-74.
+    red, blue = np.eye(8, dtype=np.float32)[0], np.eye(8, dtype=np.float32)[5]
+    ledger = TrackLedger(POLICY.model_copy(update={"recheck_s": 2.0}))
+    d = dets([[10, 10, 40, 40]], [1])
+    looked = []
+    for frame in [*range(0, 70), *range(75, 100)]:
+        colour = red if frame < 50 else blue
+        ledger.update(frame, frame / 10, d)
+        if ledger.select(frame, d, 200, 200, lambda row, c=colour: c).size:
+            ledger.observe(1, frame, SpeciesCall("cod", 0.9, Origin.EXPERT), 900, colour)
+            looked.append(frame)
+    # 0, 3 settle it; the re-checks at 23 and 43 see the same colours and cost nothing; at 63
+    # the colours have changed (looked); then the gap at 70-74 makes the re-check at 83 look.
+    assert looked == [0, 3, 63, 83]
