@@ -205,12 +205,12 @@ class Pipeline:
                 if calls:
                     sink.on_calls(calls)
                 sink.on_frame(frame, last, detected, self.ledger)
+                self.stats.frames += 1  # at once: a stop from here on leaves as many frames counted as written
                 stage["output"] += clock() - t4
                 if frame.captured_unix is not None:
                     self.stats.latencies_s.append(time.time() - frame.captured_unix)
                 self.stats.last_frame_time_s = frame.time_s
                 self._close(self.ledger.close_stale(frame.index, max_gap_frames, grace_frames), sink)
-                self.stats.frames += 1
                 self.stats.elapsed_s = time.perf_counter() - start
                 self.stats.open_tracks = len(self.ledger)
                 if on_progress is not None:

@@ -49,7 +49,10 @@ def check_camera(folder, url, exit_code):
     assert summary["source"] == url and summary["exit_code"] == exit_code and summary["frames"] > 0
     assert len(rows(folder / "tracks.csv")) == summary["tracks"] > 0
     counts = rows(folder / "species_counts.csv")
-    assert sum(int(r["unique_tracks"]) for r in counts) == summary["tracks"]
+    # Counted tracks only (fishcam.evidence): the motion detector on the moving dive camera also
+    # makes short and static tracks, kept in tracks.csv but not counted.
+    assert sum(int(r["unique_tracks"]) for r in counts) == summary["counted_tracks"]
+    assert sum(r["counted"] == "1" for r in rows(folder / "tracks.csv")) == summary["counted_tracks"]
     for name in ("detections.csv", "calls.csv"):
         with (folder / name).open() as handle:
             table = list(csv.reader(handle))
