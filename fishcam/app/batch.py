@@ -5,7 +5,6 @@ skips what is finished. Failures are recorded and the batch goes on."""
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import csv
 import glob
@@ -14,6 +13,7 @@ import io
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from collections import defaultdict
@@ -178,7 +178,10 @@ def _pool_worker_init(config_data: dict[str, Any], stop: Any) -> None:
 
 def _interrupt_when_stopped() -> None:
     _stop.wait()
-    _thread.interrupt_main()  # a no-op while SIGINT is ignored: between videos
+    # A real SIGINT, not _thread.interrupt_main(): that only flags the main thread, which may be
+    # blocked in a wait (a frame queue, a lock) and never see it; a signal interrupts the wait.
+    # Ignored while SIGINT is ignored: between videos.
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _on_interrupt(signum: int, frame: Any) -> None:
