@@ -9,7 +9,7 @@ import errno
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +30,26 @@ DETECTION_COLUMNS = (
 CALL_COLUMNS = ("frame", "time_s", "track_id", "species", "score", "origin", "candidate")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a whole file or nothing: a full disk or a kill leaves the previous version."""
+@contextlib.contextmanager
+def atomic_open(path: Path) -> Iterator[Any]:
+    """A text file written whole or not at all: through a temporary file, synced and renamed
+    over ``path`` when the block ends; an error or a kill leaves the previous version."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with tmp.open("w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a full disk or a kill leaves the previous version."""
+    with atomic_open(path) as handle:
+        handle.write(text)
 
 
 def output_problem(exc: OSError, where: Path) -> str:
@@ -217,45 +225,37 @@ def rewrite_detections(path: Path, tracks: Sequence[TrackSummary], owner: dict[t
                 (t.track_id, t.frame_times_s[i], t.boxes[i], float(t.confidences[i]))
             )
     class_of: dict[int, tuple[str, str]] = {}
-    tmp = path.with_name(f".{path.name}.tmp")
     pending = sorted(filled)
     at = 0
-    try:
-        with path.open(encoding="utf-8", newline="") as source, tmp.open("w", encoding="utf-8", newline="") as out:
-            rows = csv.reader(source)
-            next(rows, None)
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(DETECTION_COLUMNS)
+    with path.open(encoding="utf-8", newline="") as source, atomic_open(path) as out:
+        rows = csv.reader(source)
+        next(rows, None)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(DETECTION_COLUMNS)
 
-            def fill_until(frame: int | None) -> None:
-                nonlocal at
-                while at < len(pending) and (frame is None or pending[at] < frame):
-                    for track_id, time_s, box, confidence in filled[pending[at]]:
-                        class_id, class_name = class_of.get(track_id, ("0", ""))
-                        x1, y1, x2, y2 = (f"{v:.1f}" for v in box)
-                        writer.writerow(
-                            (pending[at], f"{time_s:.3f}", track_id, x1, y1, x2, y2, f"{confidence:.3f}",
-                             class_id, class_name, 1)
-                        )  # fmt: skip
-                    at += 1
+        def fill_until(frame: int | None) -> None:
+            nonlocal at
+            while at < len(pending) and (frame is None or pending[at] < frame):
+                for track_id, time_s, box, confidence in filled[pending[at]]:
+                    class_id, class_name = class_of.get(track_id, ("0", ""))
+                    x1, y1, x2, y2 = (f"{v:.1f}" for v in box)
+                    writer.writerow(
+                        (pending[at], f"{time_s:.3f}", track_id, x1, y1, x2, y2, f"{confidence:.3f}",
+                         class_id, class_name, 1)
+                    )  # fmt: skip
+                at += 1
 
-            for row in rows:
-                if len(row) < 10:
-                    continue  # a torn last line after a crash
-                frame = int(row[0])
-                fill_until(frame)
-                track_id = owner.get((int(row[2]), frame))
-                if track_id is None:
-                    continue
-                class_of.setdefault(track_id, (row[8], row[9]))
-                writer.writerow((*row[:2], track_id, *row[3:10], 0))
-            fill_until(None)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        for row in rows:
+            if len(row) < 10:
+                continue  # a torn last line after a crash
+            frame = int(row[0])
+            fill_until(frame)
+            track_id = owner.get((int(row[2]), frame))
+            if track_id is None:
+                continue
+            class_of.setdefault(track_id, (row[8], row[9]))
+            writer.writerow((*row[:2], track_id, *row[3:10], 0))
+        fill_until(None)
 
 
 def rewrite_calls(path: Path, owner: dict[tuple[int, int], int]) -> None:
