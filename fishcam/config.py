@@ -16,7 +16,10 @@ from fishcam.errors import ConfigError
 
 EXPERT_DEFAULT = "hf://Heretix/convnext-fish-classifier/balik_modeli_final.pth"
 FALLBACK_DEFAULT = "hf-hub:imageomics/bioclip-2"
-DETECTOR_DEFAULT = "hf://FathomNet/vulnerable-marine-ecosystems/best.pt"
+# The Community Fish Detector (YOLO12x, one class "fish"): a GitHub release asset, pinned by its tag.
+DETECTOR_DEFAULT = (
+    "https://github.com/filippovarini/community-fish-detector/releases/download/cfd-1.00-yolov12x/cfd-yolov12x-1.00.pt"
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -100,19 +103,29 @@ class MotionConfig(_Section):
     )
 
 
+class OnCpuConfig(_Section):
+    """The detector's settings where it runs on the CPU (``detector.device`` resolves to cpu): a
+    preset sized for a GPU names what a CPU laptop can keep up with (docs/speed.md)."""
+
+    image_size: int | None = Field(None, ge=32, description="image size on the CPU; null: detector.image_size")
+    stride: int | None = Field(None, ge=1, description="stride on the CPU; null: detector.stride")
+
+
 class DetectorConfig(_Section):
     """Finding the fish in a frame."""
 
-    kind: Literal["yolo", "motion"] = Field(
-        "yolo", description="yolo (fish-trained weights) or motion (fixed cameras, no weights)"
+    kind: Literal["yolo", "rfdetr", "motion"] = Field(
+        "yolo",
+        description="yolo (Ultralytics weights), rfdetr (RF-DETR weights, fishcam[rfdetr]) or motion "
+        "(fixed cameras, no weights)",
     )
     weights: str = Field(
         DETECTOR_DEFAULT,
-        description="a fish-trained Ultralytics model: .pt, .onnx or an OpenVINO folder, a local path or "
-        "hf://org/repo/file",
+        description="fish-trained weights: an Ultralytics .pt, .onnx or OpenVINO folder, or an RF-DETR .pth; "
+        "a local path, hf://org/repo[@revision]/file or a pinned https:// URL",
     )
     classes: list[str | int] | None = Field(
-        None, description="class names or ids to keep, e.g. [fishes]; null keeps every class"
+        ["fish"], description="class names or ids to keep, e.g. [fish]; null keeps every class"
     )
     confidence: float = Field(0.25, ge=0, le=1, description="detections below this confidence are dropped")
     iou: float = Field(0.5, gt=0, le=1, description="overlap (IoU) above which non-maximum suppression merges boxes")
@@ -123,6 +136,7 @@ class DetectorConfig(_Section):
         description="auto (OpenVINO on CPU, TensorRT on CUDA, where installed), torch, openvino, onnx, tensorrt",
     )
     stride: int = Field(1, ge=1, description="detect on every k-th frame; the tracker bridges the others")
+    on_cpu: OnCpuConfig = OnCpuConfig()
     motion: MotionConfig = MotionConfig()
 
 
@@ -349,6 +363,16 @@ class Config(ConfigDocument):
     count: CountConfig = CountConfig()
     render: RenderConfig = RenderConfig()
     output: OutputConfig = OutputConfig()
+
+    def on_cpu(self) -> Config:
+        """This config as it runs where the detector is on the CPU: ``detector.on_cpu``'s image
+        size and stride in place of the detector's own (the same config when it sets neither)."""
+        cpu = self.detector.on_cpu
+        changes = {k: v for k, v in (("image_size", cpu.image_size), ("stride", cpu.stride)) if v is not None}
+        if not changes:
+            return self
+        detector = self.detector.model_copy(update={**changes, "on_cpu": OnCpuConfig()})
+        return self.model_copy(update={"detector": detector})
 
 
 def load_config(
