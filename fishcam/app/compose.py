@@ -66,6 +66,15 @@ def check_models(config: Config) -> None:
 
 
 def build_components(config: Config) -> Components:
+    from fishcam.models.devices import settle_for_device
+
+    settled = settle_for_device(config)
+    if settled is not config:
+        log.info(
+            "detector on the CPU: image size %d, stride %d (detector.on_cpu; docs/speed.md)",
+            settled.detector.image_size, settled.detector.stride,
+        )  # fmt: skip
+    config = settled
     check_models(config)
     described: dict[str, Any] = {}
     detector = build_detector(config)

@@ -91,6 +91,9 @@ def run(
     another thread, ends the run as Ctrl-C or SIGTERM would; ``label`` names the source in
     health lines (several cameras in one process). An error is raised after every output has
     been completed as far as it can be, with summary.json saying ``failed`` and why."""
+    from fishcam.models.devices import settle_for_device
+
+    config = settle_for_device(config)  # as build_components did: the stride the detector was sized for
     opened = _open(source, config, out_dir, components, on_progress, label)
     ending = _loop(opened, stop)
     return _finish(opened, ending, components)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+from typing import TYPE_CHECKING
 
 from fishcam.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fishcam.config import Config
 
 
 def pick_device(requested: str) -> str:
@@ -55,3 +59,14 @@ def expert_backend(requested: str) -> str:
     """What runs the expert. ``auto`` is torch: with bf16 autocast it decides exactly as fp32
     (tested), while OpenVINO's bf16 changed 3 % of the crop decisions on real weights."""
     return "torch" if requested == "auto" else requested
+
+
+def settle_for_device(config: Config) -> Config:
+    """The config as it runs here: ``detector.on_cpu``'s image size and stride where the detector
+    runs on the CPU (the motion detector always does), else the config as given."""
+    cpu = config.detector.on_cpu
+    if cpu.image_size is None and cpu.stride is None:
+        return config
+    if config.detector.kind != "motion" and pick_device(config.detector.device) != "cpu":
+        return config
+    return config.on_cpu()
