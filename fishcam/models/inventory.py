@@ -17,7 +17,7 @@ def models_of(config: Config) -> list[tuple[str, str]]:
     """(role, reference) for every model the config can use; the fallback is listed even
     without a species list, so one fetch makes a machine ready for both."""
     wanted = []
-    if config.detector.kind == "yolo":
+    if config.detector.kind in {"yolo", "rfdetr"}:
         wanted.append(("detector", config.detector.weights))
     wanted.append(("expert", expert_weights(config.classify.expert.weights)))
     wanted.append(("fallback", config.classify.fallback.model))
