@@ -42,7 +42,7 @@ def test_missing_models_offline_stop_at_once_naming_each_and_the_fetch_command(t
     out = tmp_path / "o"
     assert main(["run", str(SAMPLE), "--out", str(out), "--species", str(SAMPLES / "species.txt")]) == 3
     message = last_error(capsys)
-    for name in ("vulnerable-marine-ecosystems/best.pt", "balik_modeli_final.pth", "imageomics/bioclip-2"):
+    for name in ("cfd-yolov12x-1.00.pt", "balik_modeli_final.pth", "imageomics/bioclip-2"):
         assert name in message
     assert "fishcam models fetch" in message and "count-only.yaml" in message
     assert not out.exists()  # stopped before reading a frame

@@ -1,16 +1,20 @@
-"""``fishcam models fetch|list``: the models a config uses, and getting them onto this machine."""
+"""``fishcam models fetch|list``: the models a config uses, the presets' models, and getting them
+onto this machine."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from fishcam.config import Config
-from fishcam.errors import MissingModelError, ModelError
-from fishcam.models import hub
+from fishcam.config import Config, load_config
+from fishcam.errors import FishcamError, MissingModelError, ModelError
+from fishcam.models import catalog, download, hub
 from fishcam.models.expert_spec import expert_weights
 from fishcam.models.paths import hf_cache_dir
 
 log = logging.getLogger(__name__)
+
+PRESETS = Path(__file__).resolve().parents[2] / "configs"  # a source checkout's presets
 
 
 def models_of(config: Config) -> list[tuple[str, str]]:
@@ -19,34 +23,82 @@ def models_of(config: Config) -> list[tuple[str, str]]:
     wanted = []
     if config.detector.kind in {"yolo", "rfdetr"}:
         wanted.append(("detector", config.detector.weights))
-    wanted.append(("expert", expert_weights(config.classify.expert.weights)))
-    wanted.append(("fallback", config.classify.fallback.model))
+    if config.classify.enabled:
+        wanted.append(("expert", expert_weights(config.classify.expert.weights)))
+        wanted.append(("fallback", config.classify.fallback.model))
     return wanted
 
 
-def list_models(config: Config) -> int:
+def presets(folder: Path = PRESETS) -> list[tuple[str, Config]]:
+    """The shipped presets (``configs/*.yaml``) that are run configs, by file name."""
+    found = []
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            found.append((path.name, load_config(path)))
+        except FishcamError:
+            continue  # configs/train.yaml is a training config, not a run config
+    return found
+
+
+def describe_ref(role: str, ref: str) -> tuple[str, str, str, str]:
+    """(what it is, classes, licence, source) for a reference: the catalogue's, or a local file's."""
+    entry = catalog.published(ref)
+    if entry is None:
+        return (Path(ref).name or ref, "(read from the file)", "(yours)", ref)
+    flag = " *" if entry.unverified else ""
+    return (f"{entry.name} ({entry.architecture}){flag}", ", ".join(entry.classes), entry.licence, entry.source)
+
+
+def list_models(config: Config, presets_folder: Path = PRESETS) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("role", "reference", "status", "local file", "size", "sha256")
+    console = Console(width=200)
+    table = Table("role", "model", "classes", "licence", "status", "local file", "size", "sha256", title="This config")
     for role, ref in models_of(config):
+        name, classes, licence, _ = describe_ref(role, ref)
         try:
             info = hub.describe(hub.resolve(ref, role))
             size = f"{int(str(info['bytes'])) / 1e6:.1f} MB" if "bytes" in info else ""
-            table.add_row(role, ref, "present", str(info["path"]), size, str(info.get("sha256", ""))[:12])
+            status, path, sha = "present", str(info["path"]), str(info.get("sha256", ""))[:12]
         except MissingModelError:
-            table.add_row(role, ref, "MISSING", "", "", "")
-    Console(width=160).print(table)
-    print(f"Hugging Face cache: {hf_cache_dir()}  (fetch with: fishcam models fetch)")
+            status, path, size, sha = "MISSING", ref, "", ""
+        except ModelError as exc:
+            status, path, size, sha = "BAD", str(exc).split(":")[0], "", ""
+        table.add_row(role, name, classes, licence, status, path, size, sha)
+    if config.detector.kind == "motion":
+        table.add_row(
+            "detector", "motion (OpenCV background subtraction)", "moving blobs", "", "no weights", "", "", ""
+        )  # noqa: E501
+    console.print(table)
+
+    shipped = presets(presets_folder)
+    if shipped:
+        table = Table("preset", "detector", "classes kept", "licence", "source", title="Presets (configs/)")
+        for name, preset in shipped:
+            detector = preset.detector
+            if detector.kind == "motion":
+                table.add_row(name, "motion: no weights", "moving blobs", "", "")
+                continue
+            what, _, licence, source = describe_ref("detector", detector.weights)
+            kept = ", ".join(map(str, detector.classes)) if detector.classes else "all"
+            table.add_row(name, what, kept, licence, source)
+        console.print(table)
+    marked = [entry for entry in catalog.CATALOG if entry.unverified]
+    if marked:
+        print("* not verified from where fishcam was built: " + "; ".join(f"{e.key}: {e.unverified}" for e in marked))
+    print(f"Model caches: {hub.models_dir()} (https downloads), {hf_cache_dir()} (Hugging Face). "
+          "Fetch with: fishcam models fetch [--config PRESET]")  # fmt: skip
     return 0
 
 
 def fetch_models(config: Config) -> int:
     """Download what is missing; what is already present is left alone."""
     failures = []
-    unreachable: str | None = None
+    unreachable: dict[str, str | None] = {}
     for role, ref in models_of(config):
-        if hub.parse_ref(ref) is None:
+        parsed = hub.parse_ref(ref)
+        if parsed is None:
             log.info("%s: %s is a local path, nothing to fetch", role, ref)
             continue
         try:
@@ -55,24 +107,30 @@ def fetch_models(config: Config) -> int:
             continue
         except MissingModelError:
             pass
-        unreachable = unreachable or hub.hub_unreachable()
-        if unreachable:
-            failures.append(f"{role} {ref}")
+        server = parsed.url if isinstance(parsed, hub.UrlRef) else "hub"
+        if server not in unreachable:
+            unreachable[server] = hub.unreachable(server) if server != "hub" else hub.hub_unreachable()
+        if unreachable[server]:
+            failures.append(f"{role} {ref}: {unreachable[server]}")
             continue
         log.info("%s: fetching %s ...", role, ref)
         try:
-            path = hub.fetch(ref)
+            fetched = download.fetch(ref)
+        except ModelError as exc:
+            failures.append(f"{role} {ref}: {exc}")
+            continue
         except Exception as exc:  # network, auth and hub errors come in many types
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             failures.append(f"{role} {ref}: {reason}")
             continue
-        log.info("%s: saved to %s", role, path)
+        for note in fetched.notes:
+            log.warning("%s: %s", role, note)
+        log.info("%s: saved to %s", role, fetched.path)
     if failures:
-        why = f" (the model hub: {unreachable})" if unreachable else ""
         raise ModelError(
-            f"could not fetch {len(failures)} model(s){why}: "
+            f"could not fetch {len(failures)} model(s): "
             + " | ".join(failures)
-            + f". On a machine without the hub, copy the files into {hf_cache_dir()} from a "
-            "machine that has them, or point the config at local files (see docs/models.md)"
+            + f". On a machine without the network, copy {hub.models_dir()} and {hf_cache_dir()} from a machine "
+            "that fetched, or point the config at local files (see docs/models.md)"
         )
     return 0
