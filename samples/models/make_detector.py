@@ -1,6 +1,8 @@
-"""Train the tiny 1-class "fish" YOLOv8n sample detector ``fish_yolov8n.pt`` (also the tests' detector).
+"""Train the tiny 1-class "fish" sample detectors: ``fish_yolov8n.pt`` (the sample's and the tests'
+detector) and ``fish_yolo12n.pt`` (YOLO12, the Community Fish Detector's architecture family at
+its smallest scale: the tests' stand-in for a CFD-like file).
 
-Run from the repo root:  python samples/models/make_detector.py
+Run from the repo root:  python samples/models/make_detector.py [--arch yolo12n]
 
 Training images are synthetic composites of the real fish cut-outs over frames
 200-350 of the diver footage (and their mirror images). The shipped sample clip
@@ -26,7 +28,6 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "samples"))
 import make_sample as ms  # noqa: E402
 
-OUT = HERE / "fish_yolov8n.pt"
 SEED = 20240917
 W, H = ms.W, ms.H
 CUTOUTS = sorted(p.name for p in ms.CUTOUTS.glob("*.png"))
@@ -124,6 +125,7 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=400)
     ap.add_argument("--val", type=int, default=80)
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--arch", default="yolov8n", choices=["yolov8n", "yolo12n"], help="Ultralytics architecture yaml")
     ap.add_argument("--keep", help="copy the temp work folder here (debugging)")
     args = ap.parse_args()
 
@@ -138,7 +140,7 @@ def main() -> None:
         print(f"dataset: {time.time() - t0:.0f} s", flush=True)
 
         t0 = time.time()
-        model = YOLO("yolov8n.yaml")  # architecture only, random init, no download
+        model = YOLO(f"{args.arch}.yaml")  # architecture only, random init, no download
         model.train(
             data=str(data),
             epochs=args.epochs,
@@ -162,10 +164,11 @@ def main() -> None:
         )
         print(f"training: {time.time() - t0:.0f} s", flush=True)
         best = tmp / "runs" / "fish" / "weights" / "best.pt"
-        shutil.copy(best, OUT)
+        out = HERE / f"fish_{args.arch}.pt"
+        shutil.copy(best, out)
         if args.keep:
             shutil.copytree(tmp, args.keep, dirs_exist_ok=True)
-    print(f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB)")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
 
 if __name__ == "__main__":
