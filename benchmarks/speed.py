@@ -2,6 +2,8 @@
 
     python benchmarks/speed.py                 # 1080p, 5 and 20 fish, CPU
     python benchmarks/speed.py --device cuda   # the same on a GPU machine
+    python benchmarks/speed.py --detector yolo12x [--settings torch:640:8,openvino:320:4] [--strides 1,4,8]
+                                               # a preset's real detector architecture (detector_cost.py)
 
 The naive loop is what the model card's code does for video: detect on every frame at 640 px,
 then classify every crop of every frame with torch fp32 and PIL preprocessing, one by one. Every
@@ -319,8 +321,27 @@ def print_tracking_quality(frames: int) -> None:
         print(f"| {name} | {size} | {stride} | {scores} |")
 
 
+def detector_main(argv: list[str]) -> None:
+    """``--detector ARCH``: the architecture's cost by back end and size, whole runs at the given
+    (back end, size, stride) settings, and tracking by stride (benchmarks/detector_cost.py)."""
+    import detector_cost
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--detector", required=True, choices=list(detector_cost.ARCHS))
+    parser.add_argument("--settings", default="", help="BACKEND:SIZE:STRIDE,... for whole runs")
+    parser.add_argument("--strides", default="", help="strides for the tracking table, e.g. 1,4,8")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--frames", type=int, default=300)
+    args = parser.parse_args(argv)
+    settings = [(b, int(s), int(k)) for b, s, k in (item.split(":") for item in args.settings.split(",") if item)]
+    strides = [int(k) for k in args.strides.split(",") if k]
+    detector_cost.main(args.detector, args.repeats, args.frames, settings, strides)
+
+
 if __name__ == "__main__":
-    if "--tracking" in sys.argv:
+    if "--detector" in sys.argv:
+        detector_main(sys.argv[1:])
+    elif "--tracking" in sys.argv:
         print_tracking_quality(300)
     else:
         main()
