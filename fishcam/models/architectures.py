@@ -3,11 +3,16 @@ the labels, then a state dict fitted into it with messages that name the keys th
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import torch
 
 from fishcam.errors import ModelError
 from fishcam.models.checkpoint import match_by_order
-from fishcam.models.expert_spec import ExpertSpec
+from fishcam.models.expert_spec import PUBLISHED_LAYOUTS, ExpertSpec, KeyLayout
+
+log = logging.getLogger(__name__)
 
 
 def build_architecture(spec: ExpertSpec) -> torch.nn.Module:
@@ -41,22 +46,57 @@ def build_architecture(spec: ExpertSpec) -> torch.nn.Module:
         raise ModelError(f"timm cannot build {name!r}: {exc}") from exc
 
 
+def fit_layout(spec: ExpertSpec, state: dict[str, torch.Tensor]) -> ExpertSpec:
+    """The spec with the architecture that reads ``state``: for a spec with key layouts (the
+    published expert), the layout its keys' top-level names are in, said in one log line; a spec
+    without (a manifest's) as it is. Keys of none of its layouts are a one-line ModelError."""
+    if not spec.layouts:
+        return spec
+    layout = layout_of(state, spec.layouts)
+    if layout is None:
+        raise ModelError(
+            f"checkpoint {spec.weights} is in neither key layout the {spec.name} expert accepts, "
+            f"{_accepted(spec.layouts)}: its keys start with {_top_level(state)}"
+        )
+    log.info("expert checkpoint %s has the key layout of %s: running %s",
+             spec.weights, layout.describe(), layout.architecture)  # fmt: skip
+    return dataclasses.replace(spec, architecture=layout.architecture, head=layout.head)
+
+
+def layout_of(state: dict[str, torch.Tensor], layouts: tuple[KeyLayout, ...]) -> KeyLayout | None:
+    """The one layout whose marking names are among ``state``'s top-level names; None when no
+    layout's are, or more than one's."""
+    names = {key.split(".", 1)[0] for key in state}
+    found = [layout for layout in layouts if names & set(layout.prefixes)]
+    return found[0] if len(found) == 1 else None
+
+
+def _accepted(layouts: tuple[KeyLayout, ...]) -> str:
+    return " or ".join(layout.describe() for layout in layouts)
+
+
+def _top_level(state: dict[str, torch.Tensor]) -> str:
+    names = sorted({key.split(".", 1)[0] for key in state})
+    return ", ".join(name + ".*" for name in names[:6]) + ("…" if len(names) > 6 else "")
+
+
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: ExpertSpec) -> None:
     """Load a state dict, with messages that name the keys when it does not fit."""
     target = model.state_dict()
     if spec.key_match == "order":
         state = match_by_order(state, target)
-    mismatched = [
-        f"{key} {tuple(tensor.shape)} vs {tuple(target[key].shape)}"
-        for key, tensor in state.items()
-        if key in target and tuple(tensor.shape) != tuple(target[key].shape)
-    ]
-    if mismatched:
-        head = spec.head or "the classifier head"
+    mismatched = [key for key, tensor in state.items() if key in target and tensor.shape != target[key].shape]
+    shapes = "; ".join(f"{key} {tuple(state[key].shape)} vs {tuple(target[key].shape)}" for key in mismatched[:3])
+    head = _head_name(model, spec)
+    if mismatched and (head is None or all(key.startswith(head + ".") for key in mismatched)):
         raise ModelError(
             f"checkpoint {spec.weights} does not fit {spec.architecture} with {len(spec.labels)} labels: "
-            f"{'; '.join(mismatched[:3])} (a wrong head size means the checkpoint has a different "
-            f"number of classes than the labels; check {head} and the label list)"
+            f"{shapes} (a wrong head size means the checkpoint has a different "
+            f"number of classes than the labels; check {head or 'the classifier head'} and the label list)"
+        )
+    if mismatched:  # shapes differ outside the head: another network under the same names
+        raise ModelError(
+            f"checkpoint {spec.weights} is not a {spec.architecture} state dict: {shapes}{_layout_hint(state, spec)}"
         )
     missing = sorted(set(target) - set(state))
     unexpected = sorted(set(state) - set(target))
@@ -64,9 +104,33 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: Expe
         raise ModelError(
             f"checkpoint {spec.weights} is not a {spec.architecture} state dict: "
             f"missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
-            f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''}"
+            f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''}{_layout_hint(state, spec)}"
         )
     model.load_state_dict(state, strict=True)
+
+
+def _head_name(model: torch.nn.Module, spec: ExpertSpec) -> str | None:
+    """The dotted name of the classifier head: the spec's, or the one timm's model says."""
+    if spec.head:
+        return spec.head
+    get_classifier = getattr(model, "get_classifier", None)
+    if not callable(get_classifier):
+        return None
+    classifier = get_classifier()
+    return next((name for name, module in model.named_modules() if module is classifier and name), None)
+
+
+def _layout_hint(state: dict[str, torch.Tensor], spec: ExpertSpec) -> str:
+    """What a state dict that does not fit may be instead: for the published expert, the layouts it
+    accepts; for a manifest naming one of them, the other when the keys are in its layout."""
+    if spec.layouts:
+        return f" (the {spec.name} expert accepts {_accepted(spec.layouts)})"
+    if spec.architecture not in {layout.architecture for layout in PUBLISHED_LAYOUTS}:
+        return ""
+    layout = layout_of(state, PUBLISHED_LAYOUTS)
+    if layout is None or layout.architecture == spec.architecture:
+        return ""
+    return f" (its keys look like {layout.describe()}: name architecture {layout.architecture} in the manifest)"
 
 
 class WithFeatures(torch.nn.Module):
@@ -92,9 +156,6 @@ def with_features(network: torch.nn.Module, spec: ExpertSpec) -> WithFeatures | 
     ``forward_features`` / ``forward_head(pre_logits=True)`` / ``get_classifier()``;
     torchvision: the network traced by torch.fx, the head's input added to its outputs. Either way
     the logits must equal the network's own on a probe input, or it is None."""
-    import logging
-
-    log = logging.getLogger(__name__)
     library = spec.architecture.partition(":")[0]
     try:
         if library == "timm":

@@ -51,6 +51,26 @@ class Preprocess:
 
 
 @dataclass(frozen=True)
+class KeyLayout:
+    """One way a checkpoint of a network names its tensors: the architecture that reads it, that
+    architecture's head, and the top-level names (before the first dot) that mark it."""
+
+    architecture: str
+    head: str | None
+    prefixes: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.architecture} ({', '.join(prefix + '.*' for prefix in self.prefixes)})"
+
+
+# The published checkpoint's card builds torchvision's convnext_tiny but names timm's
+# convnext_tiny.in12k as its base model: the file may be in either layout (the same network).
+TORCHVISION_CONVNEXT_TINY = KeyLayout("torchvision:convnext_tiny", "classifier.2", ("features", "classifier"))
+TIMM_CONVNEXT_TINY = KeyLayout("timm:convnext_tiny", "head.fc", ("stem", "stages", "head"))
+PUBLISHED_LAYOUTS = (TORCHVISION_CONVNEXT_TINY, TIMM_CONVNEXT_TINY)
+
+
+@dataclass(frozen=True)
 class ExpertSpec:
     name: str
     architecture: str  # "torchvision:<fn>" or "timm:<model name>"
@@ -62,6 +82,9 @@ class ExpertSpec:
     key_match: Literal["name", "order"] = "name"
     extra: dict[str, Any] = field(default_factory=dict)
     open_set: OpenSetManifest | None = None  # the open-set calibration (prototypes' path resolved)
+    # The key layouts its checkpoint may be in, the architecture then found from the checkpoint's
+    # keys (architectures.fit_layout): the published expert's. Empty: ``architecture`` as given.
+    layouts: tuple[KeyLayout, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -73,13 +96,16 @@ class ExpertSpec:
 
 
 def published_expert(weights: str) -> ExpertSpec:
-    """The model card's ConvNeXt-Tiny: classifier[2] → 40 outputs, RGB 224² squash, ImageNet norm."""
+    """The model card's ConvNeXt-Tiny: 40 outputs, RGB 224² squash, ImageNet norm. Its weights
+    may be torchvision's layout (classifier[2] the head) or timm's (head.fc): the checkpoint's keys
+    say which, and the architecture becomes that one when it is loaded."""
     return ExpertSpec(
         name="convnext-fish-40",
-        architecture="torchvision:convnext_tiny",
+        architecture=TORCHVISION_CONVNEXT_TINY.architecture,
         weights=weights,
         labels=PUBLISHED_LABELS,
-        head="classifier.2",
+        head=TORCHVISION_CONVNEXT_TINY.head,
+        layouts=PUBLISHED_LAYOUTS,
     )
 
 

@@ -144,11 +144,12 @@ def load_expert(
 
 def load_expert_network(spec: ExpertSpec, device: str, precision: str, backend: str) -> LoadedExpert:
     """The spec's network with its weights (tensors only, the manifest's checksum checked), on
-    ``device``, compiled by OpenVINO when that is the backend."""
+    ``device``, compiled by OpenVINO when that is the backend. The published expert's architecture
+    is the one its checkpoint's key layout names; the returned spec says which."""
     runtime.setup()
     import torch
 
-    from fishcam.models.architectures import build_architecture, load_into, with_features
+    from fishcam.models.architectures import build_architecture, fit_layout, load_into, with_features
     from fishcam.models.checkpoint import load_state_dict
 
     device = pick_device(device)
@@ -160,8 +161,10 @@ def load_expert_network(spec: ExpertSpec, device: str, precision: str, backend: 
             f"expert weights {weights} have sha256 {checksum[:12]}…, the manifest says "
             f"{spec.sha256[:12]}…: the file is damaged or not the one the manifest describes"
         )
+    state = load_state_dict(weights)
+    spec = fit_layout(spec, state)  # the published expert: torchvision's or timm's, as its keys say
     network = build_architecture(spec)
-    load_into(network, load_state_dict(weights), spec)
+    load_into(network, state, spec)
     # Channels-last memory and bf16/fp16 autocast are what make the network fast (REFERENCE §4);
     # autocast keeps the sensitive ops in fp32, so decisions stay those of fp32 (tested).
     network = network.eval().to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
