@@ -9,7 +9,7 @@ import numpy as np
 
 from fishcam import runtime
 from fishcam.config import DetectorConfig
-from fishcam.errors import ConfigError
+from fishcam.detect.base import resolve_classes
 from fishcam.types import Detections, Frame
 
 if TYPE_CHECKING:
@@ -39,21 +39,7 @@ class YoloDetector:
         self.detect(Frame(blank, 0, 0.0, "warm-up"))
 
     def _resolve_classes(self, wanted: list[str | int] | None) -> list[int] | None:
-        if not wanted:
-            return None
-        by_name = {name.casefold(): cid for cid, name in self.class_names.items()}
-        ids = []
-        for item in wanted:
-            if isinstance(item, int) and item in self.class_names:
-                ids.append(item)
-            elif isinstance(item, str) and item.casefold() in by_name:
-                ids.append(by_name[item.casefold()])
-            else:
-                raise ConfigError(
-                    f"detector.classes: {item!r} is not a class of {self.loaded.weights.name}; "
-                    f"its classes are {sorted(self.class_names.values())}"
-                )
-        return ids
+        return resolve_classes(wanted, self.class_names, self.loaded.weights.name)
 
     def detect(self, frame: Frame) -> Detections:
         # With another runtime doing the inference, torch only pre- and post-processes a small
