@@ -163,6 +163,56 @@ def check_ultralytics_checkpoint(path: Path) -> None:
         raise ModelError(f"{path} is not an Ultralytics checkpoint (no 'model' in it): give a .pt saved by Ultralytics")
 
 
+RFDETR_ADVICE = (
+    "An RF-DETR checkpoint may hold only tensors and plain training settings. Use the file from its original "
+    "source, or re-save it as {'model': state_dict, 'args': {...}} of plain values"
+)
+
+
+def _rfdetr_data_types() -> dict[str, type]:
+    """The two classes an RF-DETR checkpoint may carry besides tensors and plain containers: its
+    training settings (``args``), an ``argparse.Namespace`` in files written by rfdetr's pre-1.7
+    training loop (``engine.py``), a ``types.SimpleNamespace`` in some others. rfdetr's own safe
+    loader (``rfdetr.utilities.io._safe_torch_load``) allows exactly these two.
+
+    Why allowing them runs nothing from the file: both are attribute bags. The restricted unpickler
+    makes one (``Namespace.__new__``, or calling ``SimpleNamespace``, which only stores keyword
+    values as attributes) and fills its ``__dict__`` from the file; neither class has a
+    ``__setstate__``, ``__getattr__`` or ``__del__`` that would act on what it holds. Every value
+    it holds is read by the same unpickler, so it can only be a tensor, a number, a string or a
+    container of those: never a function, a class or anything else that runs."""
+    import argparse
+    import types
+
+    return {"argparse.Namespace": argparse.Namespace, "types.SimpleNamespace": types.SimpleNamespace}
+
+
+def read_rfdetr_checkpoint(path: Path) -> dict[str, Any]:
+    """An RF-DETR ``.pth`` as written by the ``rfdetr`` package (``{"model": tensors, "args": ...,
+    "model_name": ..., "model_config": {...}}``), read with torch's restricted unpickler: tensors,
+    plain data and the two namespace classes of :func:`_rfdetr_data_types`, nothing else. A file
+    needing any other Python object is refused naming it (UnsafeCheckpointError); nothing in it runs."""
+    path = Path(path)
+    allowed = _rfdetr_data_types()
+    try:
+        with _load_lock, torch.serialization.safe_globals(list(allowed.values())):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        names = pickle_globals(path)
+        if names is None:
+            raise ModelError(f"{path} is not a readable PyTorch checkpoint (damaged or another format)") from exc
+        refused = [name for name in names if name not in allowed]
+        raise UnsafeCheckpointError(unsafe_message(path, refused, RFDETR_ADVICE)) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ModelError(f"{path} is not a readable PyTorch checkpoint: {exc}".split("\n")[0]) from exc
+    if not isinstance(checkpoint, dict):
+        raise ModelError(
+            f"{path} is not an RF-DETR checkpoint (it holds a {type(checkpoint).__name__}, not the rfdetr package's "
+            f"dict of 'model' weights and 'args')"
+        )
+    return checkpoint
+
+
 def pickle_globals(path: Path) -> list[str] | None:
     """The Python names a pickle would import, read without running it; None if not a pickle.
     Also the names in every pickle of torch's legacy format (several pickles back to back)."""
