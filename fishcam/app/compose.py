@@ -41,7 +41,11 @@ def check_models(config: Config) -> None:
 
         read_species_list(config.classify.fallback.species_list)  # a bad list is a config error, first
     wanted = []
-    if config.detector.kind == "yolo":
+    if config.detector.kind == "rfdetr":
+        from fishcam.models.rfdetr import require_rfdetr
+
+        require_rfdetr()  # a missing package says so before any model is looked for
+    if config.detector.kind in {"yolo", "rfdetr"}:
         wanted.append(("detector", config.detector.weights))
     if config.classify.enabled:
         wanted.append(("expert", config.classify.expert.weights))
@@ -98,6 +102,10 @@ def build_detector(config: Config) -> Detector:
         from fishcam.detect.motion import MotionDetector
 
         return MotionDetector(config.detector.motion)
+    if config.detector.kind == "rfdetr":
+        from fishcam.models.rfdetr import load_rfdetr_detector
+
+        return load_rfdetr_detector(config.detector)
     from fishcam.models.loading import load_detector
 
     return load_detector(config.detector)
