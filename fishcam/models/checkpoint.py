@@ -202,6 +202,11 @@ def read_rfdetr_checkpoint(path: Path) -> dict[str, Any]:
         if names is None:
             raise ModelError(f"{path} is not a readable PyTorch checkpoint (damaged or another format)") from exc
         refused = [name for name in names if name not in allowed]
+        if any(name.startswith("ultralytics.") for name in refused):  # read, never unpickled: nothing ran
+            raise ModelError(
+                f"{path} is an Ultralytics YOLO model (it pickles {refused[0]}), not an RF-DETR checkpoint: "
+                f"run it with detector.kind yolo"
+            ) from exc
         raise UnsafeCheckpointError(unsafe_message(path, refused, RFDETR_ADVICE)) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise ModelError(f"{path} is not a readable PyTorch checkpoint: {exc}".split("\n")[0]) from exc

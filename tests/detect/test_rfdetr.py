@@ -384,8 +384,9 @@ def test_a_pickled_callable_is_refused_and_never_runs(tmp_path, marker, files, c
 def test_a_file_that_is_not_rfdetr_is_one_clear_line(tmp_path, convnext_checkpoint):
     with pytest.raises(ModelError, match=r"is not an RF-DETR detector checkpoint \(no 'model' weights"):
         detector(convnext_checkpoint)  # a state dict of tensors, but a ConvNeXt's
-    with pytest.raises(UnsafeCheckpointError, match=r"holds pickled Python objects.*ultralytics"):
-        detector(TEST_DETECTOR)  # an Ultralytics .pt pickles its layers
+    with pytest.raises(ModelError, match=r"is an Ultralytics YOLO model \(it pickles ultralytics\.nn\.tasks\."
+                       r"DetectionModel\), not an RF-DETR checkpoint: run it with detector.kind yolo"):
+        detector(TEST_DETECTOR)  # an Ultralytics .pt pickles its layers: read, never unpickled
     text = tmp_path / "notes.pth"
     text.write_text("not a checkpoint")
     with pytest.raises(ModelError, match="is not a readable PyTorch checkpoint"):
