@@ -69,7 +69,7 @@ def list_models(config: Config, presets_folder: Path = PRESETS) -> int:
     if config.detector.kind == "motion":
         table.add_row(
             "detector", "motion (OpenCV background subtraction)", "moving blobs", "", "no weights", "", "", ""
-        )  # noqa: E501
+        )
     console.print(table)
 
     shipped = presets(presets_folder)
