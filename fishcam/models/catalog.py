@@ -28,6 +28,7 @@ class Published:
     sha256: str | None = None  # checked on fetch when known; else recorded at the first fetch
     git_blob: str | None = None  # a file in a git repo: its git blob id (SHA-1), checked on fetch
     get: str = ""  # how to get it where ``ref`` is None
+    expected_at: str | None = None  # where ``ref``-less files are expected (a preset's weights path)
     unverified: str = ""  # what was not checked from here, said in the list and the docs
     evidence: str = ""  # where the facts above were read
 
@@ -62,6 +63,7 @@ CFD_RFDETR_NANO = Published(
     trained_on="as the YOLO12x",
     image_size=640,
     get="download cfd-rf-detr-nano-640-….pth from the release page and set detector.weights to its path",
+    expected_at="models/cfd-rf-detr-nano-640.pth",  # configs/dive-rfdetr.yaml
     unverified="the exact file name and sha256 were not readable from here; not opened here",
     evidence="the project README of that release (its authors' current recommendation; nano 640, "
     "small and medium 1024; classes {'0': 'fish'})",
@@ -151,6 +153,8 @@ def published(ref: str) -> Published | None:
     """The catalogue's entry for a model reference (the same file at a pinned revision included)."""
     for entry in CATALOG:
         if entry.ref is not None and _unpinned(entry.ref) == _unpinned(ref):
+            return entry
+        if entry.ref is None and entry.expected_at == ref:  # downloaded by hand to where a preset looks
             return entry
     return None
 

@@ -137,6 +137,14 @@ def resolve(ref: str, role: str) -> Path:
     if parsed is None:
         path = Path(ref.removeprefix(LOCAL_DIR)).expanduser()
         if not path.exists():
+            from fishcam.models import catalog
+
+            entry = catalog.published(ref)
+            if entry is not None and entry.get:  # a published file a preset expects downloaded by hand
+                raise MissingModelError(
+                    f"{role} weights not found: {path}, the {entry.name} ({entry.source}): {entry.get}, "
+                    f"or save it as {path}"
+                )
             raise MissingModelError(
                 f"{role} weights not found: {path}. Check the path in your config "
                 f"or run `fishcam models list` to see what is installed"

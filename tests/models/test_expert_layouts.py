@@ -310,3 +310,22 @@ def test_a_manifest_names_its_architecture_and_gets_no_layout_detection(experts,
                                          r"architecture timm:convnext_tiny in the manifest\)$") as caught:  # fmt: skip
         load_expert(read_manifest(wrong), device="cpu")
     assert "\n" not in str(caught.value)
+
+
+def test_calibrating_a_timm_layout_file_writes_a_manifest_that_loads_it(checkpoints, tmp_path):
+    """The manifest names the architecture the weights were read as: a timm-layout published
+    file calibrated gives a manifest of timm's convnext_tiny, which loads the same file again."""
+    from fishcam.train.calibrate import calibrate_expert
+
+    data = tmp_path / "crops"
+    photos = [cv2.imread(str(REAL_FISH / name)) for name in ("kde_goldfish.png", "goby_lionfish.jpg",
+                                                             "gnome_clownfish.jpg")]  # fmt: skip
+    for label in PUBLISHED_LABELS[:2]:
+        (data / label).mkdir(parents=True)
+        for i, photo in enumerate(photos * 2):
+            cv2.imwrite(str(data / label / f"{i}.png"), cv2.resize(np.roll(photo, 7 * i, axis=1), (160, 120)))
+    result = calibrate_expert(data, str(checkpoints["timm"]), tmp_path / "out", device="cpu", val_fraction=0.5)
+    manifest = json.loads(result.manifest.read_text())
+    assert (manifest["architecture"], manifest["head"]) == ("timm:convnext_tiny", "head.fc")
+    again = load_expert(read_manifest(result.manifest), device="cpu")
+    assert again.spec.architecture == "timm:convnext_tiny" and len(again.labels) == 40
