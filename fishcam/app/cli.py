@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="output folder (default: runs/<source name>, cameras: runs/live-<time>)")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this much video (live: wall) time")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    run.add_argument(
+        "--serve", metavar="[HOST:]PORT", help="serve a live page of the run (host default 127.0.0.1; docs/serve.md)"
+    )
 
     classify = sub.add_parser("classify", parents=[common], help="name the fish in whole images")
     classify.add_argument("images", nargs="+", type=Path)
@@ -91,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--ray", metavar="auto|ADDRESS", help="run on a Ray cluster: auto (the running one) or its address"
     )
+
+    server = sub.add_parser("serve", parents=[logging_opts], help="see and correct runs in a browser")
+    server.add_argument("folder", type=Path, nargs="?", default=Path("runs"), help="runs or batches (default runs/)")
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (another needs FISHCAM_TOKEN)")
+    server.add_argument("--port", type=int, default=8765)
+    server.add_argument("--read-only", action="store_true", help="no corrections: every POST is refused")
 
     scorer = sub.add_parser(
         "score", parents=[logging_opts], help="measure a run against ground truth (MOTChallenge, VIAME or sample CSV)"
@@ -141,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_export(args)
         if args.command == "score":
             return _cmd_score(args)
+        if args.command == "serve":
+            from fishcam.serve.server import serve_folder
+
+            return serve_folder(args.folder, args.host, args.port, args.read_only)
         from fishcam.config import load_config
 
         flags = {  # typed values from flags, applied after --set: a flag says what it means
@@ -191,6 +204,8 @@ class _JsonFormatter(logging.Formatter):
 
 def _cmd_run(args: argparse.Namespace, config) -> int:
     if len(args.source) > 1:
+        if args.serve:
+            raise ConfigError("--serve shows one source's run: give one SOURCE (several cameras are not served yet)")
         return _cmd_run_cameras(args, config)
     from fishcam.app.compose import build_components
     from fishcam.app.run import run
@@ -200,6 +215,7 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
     from fishcam.sources.cameras import split_name
     from fishcam.sources.live import is_live
 
+    serving = _live_server(args.serve) if args.serve else None  # a missing token stops before model loading
     name, spec = split_name(args.source[0])  # one camera may be named too: NAME=URL
     out_dir = args.out or Path("runs") / (name or _default_name(spec))
     prepare_output_dir(out_dir, keep=False)  # an unwritable --out is reported before anything is loaded
@@ -211,10 +227,21 @@ def _cmd_run(args: argparse.Namespace, config) -> int:
         components = build_components(config)
     log.info("processing %s (%dx%d, %.2f fps) into %s", source.name, source.width, source.height, source.fps, out_dir)
     _terminate_on_sigterm()
-    with RunProgress(source.status.frames_expected, enabled=not args.quiet and not args.log_json) as progress:
-        code, summary = run(source, config, out_dir, components, progress.update)
+    view = serving.start() if serving is not None else None
+    try:
+        with RunProgress(source.status.frames_expected, enabled=not args.quiet and not args.log_json) as progress:
+            code, summary = run(source, config, out_dir, components, progress.update, tee=view and view.attach)
+    finally:
+        if serving is not None:
+            serving.stop()
     _print_run_result(out_dir, summary, quiet=args.quiet)
     return code
+
+
+def _live_server(address: str):
+    from fishcam.serve.server import LiveServing
+
+    return LiveServing(address)
 
 
 def _cmd_run_cameras(args: argparse.Namespace, config) -> int:

@@ -22,7 +22,7 @@ from fishcam.config import Config
 from fishcam.detect.base import reset_detector
 from fishcam.errors import FishcamError, OutputError, SourceError, Terminated, exit_code_for
 from fishcam.health import HealthLog
-from fishcam.pipeline import LoopSettings, LoopStats, Pipeline, Stop
+from fishcam.pipeline import LoopSettings, LoopStats, Pipeline, PipelineSink, Stop
 from fishcam.render.overlay import Overlay
 from fishcam.sinks.files import output_problem, prepare_output_dir, write_atomic
 from fishcam.sinks.run_writer import CONFIG_NAME, Counting, RotatingWriter, RunWriter
@@ -86,16 +86,19 @@ def run(
     on_progress: Callable[[LoopStats], None] | None = None,
     stop: Stop | None = None,
     label: str | None = None,
+    tee: Callable[[Source, Pipeline, PipelineSink], PipelineSink] | None = None,
 ) -> tuple[int, RunSummary]:
     """Process ``source`` into ``out_dir``; returns (exit code, summary). ``stop``, set from
     another thread, ends the run as Ctrl-C or SIGTERM would; ``label`` names the source in
     health lines (several cameras in one process). An error is raised after every output has
-    been completed as far as it can be, with summary.json saying ``failed`` and why."""
+    been completed as far as it can be, with summary.json saying ``failed`` and why. ``tee``
+    (``fishcam run --serve``) wraps the writer in a sink that also hands the loop's latest frame
+    to a live view."""
     from fishcam.models.devices import settle_for_device
 
     config = settle_for_device(config)  # as build_components did: the stride the detector was sized for
     opened = _open(source, config, out_dir, components, on_progress, label)
-    ending = _loop(opened, stop)
+    ending = _loop(opened, stop, tee)
     return _finish(opened, ending, components)
 
 
@@ -164,12 +167,13 @@ def _open(
     return _OpenRun(source, pipeline, writer, health, frames)
 
 
-def _loop(opened: _OpenRun, stop: Stop | None) -> _Ending:
+def _loop(opened: _OpenRun, stop: Stop | None, tee=None) -> _Ending:
     """Every frame through the pipeline; whatever ends it is returned, not raised: the outputs
     are completed first."""
     pipeline, source = opened.pipeline, opened.source
+    sink = opened.writer if tee is None else tee(source, pipeline, opened.writer)
     try:
-        return _Ending(pipeline.run(opened.frames, source.fps, opened.writer, opened.health.update, stop))
+        return _Ending(pipeline.run(opened.frames, source.fps, sink, opened.health.update, stop))
     except BaseException as exc:  # Ctrl-C, SIGTERM and errors alike: recorded, then raised or mapped
         if not isinstance(exc, Exception | KeyboardInterrupt):
             raise  # SystemExit, GeneratorExit: not a run's ending to record

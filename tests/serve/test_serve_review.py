@@ -1,0 +1,78 @@
+"""The review page in a real browser (headless Chromium) against a real server on the sample run:
+a species changed in the page changes the counts at once, is kept over a reload, and is in the
+reviewed counts downloaded from the page."""
+
+import csv
+import io
+
+import httpx
+
+from fishcam.serve.app import create_app
+
+
+def counts_row(page, species: str) -> tuple[str, str] | None:
+    row = page.locator(f'#counts tr[data-species="{species}"]')
+    if row.count() == 0:
+        return None
+    return row.locator(".unique").inner_text(), row.locator(".maxn").inner_text()
+
+
+def test_a_species_changed_on_the_review_page_changes_the_counts_and_is_kept(runs_root, serve, page, tmp_path):
+    base = serve(create_app(runs_root))
+    index = httpx.get(base + "/").text
+    assert "dive_sample" in index and "0/6" in index  # 6 tracks, none reviewed yet
+    page.goto(f"{base}/review/dive_sample")
+    assert page.locator(".card").count() == 6
+    assert page.locator("#reviewed").inner_text() == "0" and page.locator("#total").inner_text() == "6"
+    assert counts_row(page, "Pterois volitans") == ("2", "2")  # two lionfish, together from frame 124
+    assert counts_row(page, "Plectropomus leopardus") == ("1", "1")
+    page.fill("#reviewer", "Ann Diver")
+    page.dispatch_event("#reviewer", "change")
+    # Track 4 (the coral trout, frames 71-199) called a lionfish: 3 lionfish, 3 at once from frame 124.
+    card = page.locator("#track-4")
+    card.locator("select[name=species]").select_option("Pterois volitans")
+    card.locator("button[data-action=species]").click()
+    page.wait_for_function(
+        """() => { const r = document.querySelector('#counts tr[data-species="Pterois volitans"]');
+                   return r && r.querySelector('.unique').textContent === '3'; }"""
+    )
+    assert counts_row(page, "Pterois volitans") == ("3", "3")
+    assert counts_row(page, "Plectropomus leopardus") is None
+    assert page.locator("#reviewed").inner_text() == "1"
+    assert page.locator("#track-4").get_attribute("data-state") == "corrected"
+    assert "Ann Diver" in page.locator("#track-4").inner_text()
+    # Confirm another with the name kept in localStorage, then filter to what is left to review.
+    page.locator("#track-0 button[data-action=confirm]").click()
+    page.wait_for_function("() => document.querySelector('#reviewed').textContent === '2'")
+    page.check("#unreviewed")
+    assert page.locator(".card:not(.hidden)").count() == 4
+    page.select_option("#sort", "queue")
+    page.reload()
+    assert page.locator("#reviewer").input_value() == "Ann Diver"
+    assert counts_row(page, "Pterois volitans") == ("3", "3")
+    assert page.locator("#reviewed").inner_text() == "2"
+    assert page.locator("#track-4 .species").inner_text() == "Pterois volitans"
+    assert page.locator(".card:not(.hidden)").count() == 4  # the filter is kept too
+    with page.expect_download() as download:
+        page.locator('a.download[href$="species_counts.csv"]').click()
+    saved = tmp_path / "counts.csv"
+    download.value.save_as(saved)
+    rows = {r["species"]: r for r in csv.DictReader(io.StringIO(saved.read_text()))}
+    assert (rows["Pterois volitans"]["unique_tracks"], rows["Pterois volitans"]["max_n"]) == ("3", "3")
+    assert "Plectropomus leopardus" not in rows
+    assert (runs_root / "dive_sample" / "reviewed" / "species_counts.csv").read_text() == saved.read_text()
+    assert "1,1" in (runs_root / "dive_sample" / "species_counts.csv").read_text()  # the run's own: untouched
+    assert "2/6" in httpx.get(base + "/").text
+
+
+def test_a_correction_that_does_not_fit_is_one_line_and_changes_nothing(runs_root, serve):
+    base = serve(create_app(runs_root))
+    answer = httpx.post(f"{base}/api/correct/dive_sample", json={"action": "merge", "track": 1, "into": 99,
+                                                                  "reviewer": "ann"})  # fmt: skip
+    assert answer.status_code == 422 and "99" in answer.text and "\n" not in answer.text.strip()
+    assert httpx.post(f"{base}/api/correct/dive_sample", json={"action": "confirm", "track": 1}).status_code == 422
+    answer = httpx.post(f"{base}/api/correct/dive_sample", json={"action": "merge", "track": 5, "into": 1,
+                                                                  "reviewer": "ann"})  # fmt: skip
+    assert answer.status_code == 200
+    state = answer.json()
+    assert state["total"] == 5 and "5" not in state["cards"] and "#5 merged in" in state["cards"]["1"]
