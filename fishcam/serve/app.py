@@ -65,11 +65,11 @@ def create_app(
     env = _templates()
     base = root.resolve() if root is not None else None
 
-    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("read_only", read_only)
         context.setdefault("has_runs", base is not None)
         context.setdefault("has_live", live is not None)
-        return HTMLResponse(env.get_template(name).render(**context), status_code=status)
+        return HTMLResponse(env.get_template(template).render(**context), status_code=status)
 
     def not_found(what: str = "not found") -> Response:
         return PlainTextResponse(what, status_code=404)

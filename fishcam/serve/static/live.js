@@ -21,6 +21,7 @@
   var events = new EventSource("/live/events");
   events.onmessage = function (event) {
     var s = JSON.parse(event.data);
+    if (s.source) document.getElementById("source").textContent = s.source;
     fill("health", Object.keys(s.health).map(function (k) { return [labels[k] || k, s.health[k]]; })
       .concat([["frame", s.frame], ["video time (s)", s.time_s], ["closed tracks", s.closed_tracks],
                ["counted tracks", s.counted_tracks]]));
