@@ -115,8 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         "export", parents=[logging_opts], help="a finished run or batch in MOT, VIAME, COCO or Camtrap DP format"
     )
     exporter.add_argument("run_dir", type=Path, help="the --out folder of a fishcam run or fishcam batch")
-    exporter.add_argument("--format", dest="formats", action="append", required=True, choices=list(EXPORT_FORMATS))
-    exporter.add_argument("--out", type=Path, help="where to write (default: RUN_DIR/exports)")
+    exporter.add_argument("--format", dest="formats", action="append", default=[], choices=list(EXPORT_FORMATS))
+    exporter.add_argument("--out", type=Path, help="where to write (default: RUN_DIR/exports, RUN_DIR/reviewed)")
+    exporter.add_argument(
+        "--reviewed", action="store_true", help="apply each run's review file first, and write its reviewed "
+        "tracks.csv, detections.csv and species_counts.csv too (docs/review.md)",
+    )  # fmt: skip
     camtrap = exporter.add_argument_group("Camtrap DP (defaults for videos whose batch manifest lacks them)")
     camtrap.add_argument("--latitude", help="WGS84 decimal degrees of the camera")
     camtrap.add_argument("--longitude", help="WGS84 decimal degrees of the camera")
@@ -295,11 +299,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from fishcam.sinks.exports import export_all, read_runs
     from fishcam.sinks.files import output_problem
 
+    if not args.formats and not args.reviewed:
+        raise ConfigError("give at least one --format (mot, viame, coco, camtrap-dp), or --reviewed")
     runs = read_runs(args.run_dir)
     camtrap = {}
     if "camtrap-dp" in args.formats:
         camtrap = _camtrap_options(args, runs)
-    out = args.out or args.run_dir / "exports"
+    out = args.out or args.run_dir / ("reviewed" if args.reviewed else "exports")
+    if args.reviewed:  # the runs as reviewed, their own tables written first (fishcam.review)
+        from fishcam.review import reviewed_outputs
+
+        runs = reviewed_outputs(runs, out)
     for fmt in args.formats:
         try:
             written = export_all(runs, fmt, out, **(camtrap if fmt == "camtrap-dp" else {}))

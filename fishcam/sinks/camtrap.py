@@ -153,7 +153,14 @@ def observation_rows(run: RunRecord, deployment: Deployment, taxa: dict[str, Spe
         if track.get("counted", "1") == "0":
             continue  # not enough evidence of a fish (fishcam.evidence): no observation
         species, origin = track["species"], track["origin"]
-        if species == UNCLASSIFIED_LABEL or origin == "none":
+        when = classified_at
+        if origin == "review":  # a person named it in the review (fishcam.review): human, by them, then
+            entry = taxa.get(species.casefold())
+            named = species not in (UNKNOWN_LABEL, UNCLASSIFIED_LABEL)
+            kind, name = ("animal", entry.label if entry else species) if named else ("unknown", "")
+            method, by, probability = "human", track.get("reviewed_by") or "reviewer", ""
+            when = _reviewed_at(run, track)
+        elif species == UNCLASSIFIED_LABEL or origin == "none":
             kind, name, method, by, probability = "unclassified", "", "", "", ""
         elif species == UNKNOWN_LABEL:  # the models were asked and could not say
             kind, name, method, by, probability = "unknown", "", "machine", _classified_by(run, "expert"), ""
@@ -165,13 +172,15 @@ def observation_rows(run: RunRecord, deployment: Deployment, taxa: dict[str, Spe
         end = deployment.start + timedelta(seconds=float(track["last_time_s"]))
         event = f"{deployment.deployment_id}-track{track_id}"
         decided = f"species by the {origin} ({track['votes']} votes)" if origin != "none" else "no species models"
+        if origin == "review":
+            decided = f"{track.get('review_action') or 'species'} by {by} in review"
         comment = (
             f"fishcam track {track_id}: frames {track['first_frame']}-{track['last_frame']}, "
             f"{track['detections']} detections, {decided}"
         )
         rows.append([
             event, deployment.deployment_id, "", event, iso(_floor(start)), iso(_ceil(end)), "event", kind, "",
-            name, 1, "", "", "", "", "", "", "", "", "", "", "", method, by, classified_at if method else "",
+            name, 1, "", "", "", "", "", "", "", "", "", "", "", method, by, when if method else "",
             probability, f"track:{track_id}", comment,
         ])  # fmt: skip
     return rows
@@ -185,6 +194,17 @@ def _classified_at(run: RunRecord) -> str:
     except ValueError:
         raise SourceError(
             f"{run.folder / SUMMARY_NAME}: started is {text!r}, not a time like 2026-05-01T09:30:00+1000; {DAMAGED}"
+        ) from None
+
+
+def _reviewed_at(run: RunRecord, track: dict[str, str]) -> str:
+    """When a reviewer decided a track: its ``reviewed_at`` (ISO 8601 UTC, from the review file)."""
+    text = track.get("reviewed_at", "")
+    try:
+        return iso(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        raise SourceError(
+            f"{run.folder}: track {track['track_id']} reviewed_at is {text!r}, not a time like 2026-12-02T21:30:00Z"
         ) from None
 
 
