@@ -168,7 +168,7 @@ def append_correction(folder: Path, correction: Correction) -> Correction:
     the correction as written (its time stamped when ``at`` was empty). ConfigError, and nothing
     written, when it does not fit: an unknown or merged-away track, a merge into itself or into a
     track that is gone, a split frame outside the track, an empty reviewer or species."""
-    from fishcam.review.apply import replay  # apply imports this module
+    from fishcam.review.apply import ReviewConflict, replay  # apply imports this module
     from fishcam.sinks.exports import read_run
 
     if not correction.at:
@@ -186,7 +186,12 @@ def append_correction(folder: Path, correction: Correction) -> Correction:
             keep = data.rfind(b"\n") + 1
             log.warning("%s: cutting off a line left incomplete by a crash before appending", path)
             os.ftruncate(fd, keep)
-        problem = replay(record, [c for _, c in _parse(path, data[: data.rfind(b"\n") + 1])]).problem(correction)
+        lines = _parse(path, data[: data.rfind(b"\n") + 1])
+        try:
+            state = replay(record, [c for _, c in lines])
+        except ReviewConflict as exc:  # an earlier line edited by hand: named, nothing appended
+            raise ReviewConflict(f"{path}, line {lines[exc.index][0]}: {exc}", exc.index) from None
+        problem = state.problem(correction)
         if problem:
             raise ConfigError(f"correction of track {correction.track} refused: {problem}")
         written = 0

@@ -173,7 +173,8 @@ def observation_rows(run: RunRecord, deployment: Deployment, taxa: dict[str, Spe
         event = f"{deployment.deployment_id}-track{track_id}"
         decided = f"species by the {origin} ({track['votes']} votes)" if origin != "none" else "no species models"
         if origin == "review":
-            decided = f"{track.get('review_action') or 'species'} by {by} in review"
+            done = {"confirm": "species confirmed", "species": "species given"}.get(track.get("review_action", ""))
+            decided = f"{done or 'reviewed'} by {by} in review"
         comment = (
             f"fishcam track {track_id}: frames {track['first_frame']}-{track['last_frame']}, "
             f"{track['detections']} detections, {decided}"

@@ -160,3 +160,7 @@ def test_a_correction_in_the_file_that_does_not_fit_names_its_line(run_dir):
 
     with pytest.raises(SourceError, match=r"review\.jsonl, line 2: .*no track 42"):
         reviewed_run(run_dir)
+    before = (run_dir / "review.jsonl").read_bytes()
+    with pytest.raises(SourceError, match=r"review\.jsonl, line 2: .*no track 42"):
+        add(run_dir, "confirm", 1)  # nothing more is appended to a file that does not fit
+    assert (run_dir / "review.jsonl").read_bytes() == before

@@ -91,6 +91,7 @@ def test_export_reviewed_carries_the_corrections_into_every_format(run_dir, tmp_
     assert (wrasse["scientificName"], wrasse["classificationMethod"], wrasse["classifiedBy"]) == (
         "Chelmon rostratus", "human", "ana")  # fmt: skip
     assert wrasse["classificationTimestamp"] == AT and wrasse["classificationProbability"] == ""
+    assert wrasse["observationComments"].endswith("species given by ana in review")
     machine = observations[ids["Chelmon rostratus"]]
     assert machine["classificationMethod"] == "machine" and "expert" in machine["classifiedBy"]
     assert observations[new]["classificationMethod"] == "machine"  # the split-off part: not reviewed yet
@@ -123,3 +124,11 @@ def test_export_needs_a_format_or_reviewed(run_dir, capsys):
     assert "give at least one --format" in capsys.readouterr().err
     assert main(["export", str(run_dir), "--reviewed", "-q"]) == 0
     assert rows(run_dir / "reviewed" / "species_counts.csv") == rows(run_dir / "species_counts.csv")
+
+
+def test_the_reviewed_tables_never_go_over_the_runs_own(run_dir, capsys):
+    add(run_dir, "not_fish", 0)
+    before = digests(run_dir)
+    assert main(["export", str(run_dir), "--reviewed", "--out", str(run_dir)]) == 2
+    assert "the run folder itself" in capsys.readouterr().err
+    assert digests(run_dir) == before
