@@ -47,7 +47,8 @@ class ReviewConflict(SourceError):
 @dataclass(frozen=True)
 class TrackReview:
     """Where one reviewed track stands: the verdict in force (who, when, what), and every
-    correction that shaped it (merges into it, the split that made it), in order."""
+    correction that shaped it, in order: its own, a merge into it (with the corrections the
+    merged track had had before), the split that made it or cut it."""
 
     track_id: int
     action: str | None  # confirm, species or not_fish; None: no verdict yet
