@@ -90,7 +90,7 @@ def create_app(
 
     def review_context(rel: str, folder: Path) -> dict[str, Any]:
         assert base is not None
-        entry = runs_mod.entry_for(base, folder)
+        entry = runs_mod.entry_for(base, folder, with_progress=False)  # the state below has it
         state = runs_mod.review_state(folder)
         for card in state.cards:
             card.views = runs_mod.track_views(base, folder, card.track_id)

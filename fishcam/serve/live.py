@@ -49,6 +49,7 @@ class LiveView:
         self._labels_at = 0.0
         self._open: list[OpenTrack] = []
         self._jpeg: tuple[int, bytes] | None = None
+        self._counts: tuple[int, list[dict[str, Any]]] | None = None
         self._overlay: Any = None
         self.source: Any = None
         self.stats: Any = None  # the loop's LoopStats, read for health
@@ -121,10 +122,13 @@ class LiveView:
             species, score, origin = call if call is not None else ("…", None, "pending")
             open_tracks.append({"track_id": tid, "species": species, "score": score, "origin": origin})
         closed = _closed_tracks(self.writer)
-        counts = [
-            {"species": c.species, "unique": c.unique, "max_n": c.max_n, "max_n_time_s": round(c.max_n_time_s, 2)}
-            for c in sorted(species_counts(closed), key=lambda c: (-c.unique, c.species))
-        ]
+        if self._counts is None or self._counts[0] != len(closed):  # counted again only when a track closed
+            counts = [
+                {"species": c.species, "unique": c.unique, "max_n": c.max_n, "max_n_time_s": round(c.max_n_time_s, 2)}
+                for c in sorted(species_counts(closed), key=lambda c: (-c.unique, c.species))
+            ]
+            self._counts = (len(closed), counts)
+        counts = self._counts[1]
         return {
             "source": self.name,
             "ended": self.ended,

@@ -67,7 +67,7 @@ def find_runs(root: Path) -> list[RunEntry]:
     return found
 
 
-def entry_for(base: Path, folder: Path) -> RunEntry:
+def entry_for(base: Path, folder: Path, with_progress: bool = True) -> RunEntry:
     rel = folder.resolve().relative_to(base).as_posix()
     rel = "" if rel == "." else rel
     try:
@@ -76,12 +76,16 @@ def entry_for(base: Path, folder: Path) -> RunEntry:
     except (OSError, ValueError) as exc:
         summary, problem = None, f"summary.json cannot be read: {str(exc).splitlines()[0] if str(exc) else exc}"
     entry = RunEntry(rel, folder, summary, problem, reviewable=(folder / TRACKS_NAME).is_file())
-    if entry.reviewable:
+    if entry.reviewable and with_progress:
         entry.progress = review_progress(folder)
     return entry
 
 
 def review_progress(folder: Path) -> tuple[int, int] | None:
+    """n of m tracks reviewed. Without a review file, m is tracks.csv's rows (the index does not
+    read every run's detections for that)."""
+    if not (folder / "review.jsonl").is_file():
+        return 0, len(_read_csv(folder / TRACKS_NAME))
     try:
         state = review_state(folder)
     except Exception as exc:  # a damaged run shows as such on the index, never breaks it

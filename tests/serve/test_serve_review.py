@@ -17,7 +17,20 @@ def counts_row(page, species: str) -> tuple[str, str] | None:
     return row.locator(".unique").inner_text(), row.locator(".maxn").inner_text()
 
 
+def save_images(run) -> None:
+    """Best views and a MaxN evidence frame as a run saves them (views/<track>/*.jpg, maxn/<species>.jpg)."""
+    import cv2
+    import numpy as np
+
+    (run / "views" / "4").mkdir(parents=True)
+    (run / "maxn").mkdir()
+    view = np.full((60, 90, 3), (40, 120, 200), np.uint8)
+    cv2.imwrite(str(run / "views" / "4" / "frame000120.jpg"), view)
+    cv2.imwrite(str(run / "maxn" / "Pterois_volitans.jpg"), np.full((48, 64, 3), 90, np.uint8))
+
+
 def test_a_species_changed_on_the_review_page_changes_the_counts_and_is_kept(runs_root, serve, page, tmp_path):
+    save_images(runs_root / "dive_sample")
     base = serve(create_app(runs_root))
     index = httpx.get(base + "/").text
     assert "dive_sample" in index and "0/6" in index  # 6 tracks, none reviewed yet
@@ -26,6 +39,11 @@ def test_a_species_changed_on_the_review_page_changes_the_counts_and_is_kept(run
     assert page.locator("#reviewed").inner_text() == "0" and page.locator("#total").inner_text() == "6"
     assert counts_row(page, "Pterois volitans") == ("2", "2")  # two lionfish, together from frame 124
     assert counts_row(page, "Plectropomus leopardus") == ("1", "1")
+    page.locator("#track-4 .views img").scroll_into_view_if_needed()  # views load lazily
+    page.wait_for_function("() => document.querySelector('#track-4 .views img').naturalWidth === 90")  # best view
+    page.wait_for_function(
+        """() => document.querySelector('#counts tr[data-species="Pterois volitans"] img.thumb').naturalWidth === 64"""
+    )  # the MaxN evidence frame
     page.fill("#reviewer", "Ann Diver")
     page.dispatch_event("#reviewer", "change")
     # Track 4 (the coral trout, frames 71-199) called a lionfish: 3 lionfish, 3 at once from frame 124.
