@@ -54,7 +54,7 @@ class LiveView:
         self.source: Any = None
         self.stats: Any = None  # the loop's LoopStats, read for health
         self.writer: Any = None
-        self.started = time.time()
+        self._readings: list[tuple[float, int, int]] = []  # (when, frames processed, frames in)
         self.ended = False
         self.name = ""
 
@@ -141,16 +141,27 @@ class LiveView:
             "health": self._health(stats),
         }
 
+    def _rates(self, frames: int, frames_in: int) -> tuple[float, float]:
+        """Processed and input fps over the last few seconds (since the reading before last)."""
+        now = time.monotonic()
+        with self._lock:
+            readings = self._readings
+            if not readings or now - readings[-1][0] >= 1.0:
+                readings.append((now, frames, frames_in))
+                del readings[:-4]
+            then, frames_then, in_then = readings[0]
+        if now - then < 0.5:
+            return 0.0, 0.0
+        return (frames - frames_then) / (now - then), (frames_in - in_then) / (now - then)
+
     def _health(self, stats) -> dict[str, Any]:
-        elapsed = max(time.time() - self.started, 1e-9)
-        health: dict[str, Any] = {
-            "frames": stats.frames if stats is not None else 0,
-            "processed_fps": round(stats.fps, 1) if stats is not None else 0.0,
-        }
         h = getattr(self.source, "health", None)
+        frames = stats.frames if stats is not None else 0
+        processed_fps, input_fps = self._rates(frames, h.frames_in if h is not None else 0)
+        health: dict[str, Any] = {"frames": frames, "processed_fps": round(processed_fps, 1)}
         if h is not None:
             health.update(
-                input_fps=round(h.frames_in / elapsed, 1),
+                input_fps=round(input_fps, 1),
                 frames_in=h.frames_in,
                 dropped=h.dropped,
                 reconnects=h.reconnects,
