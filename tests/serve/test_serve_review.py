@@ -94,3 +94,17 @@ def test_a_correction_that_does_not_fit_is_one_line_and_changes_nothing(runs_roo
     assert answer.status_code == 200
     state = answer.json()
     assert state["total"] == 5 and "5" not in state["cards"] and "#5 merged in" in state["cards"]["1"]
+    answer = httpx.post(f"{base}/api/correct/dive_sample", json={"action": "split", "track": 2, "frame": 100,
+                                                                  "reviewer": "ann"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    state = answer.json()
+    assert state["total"] == 6 and "split from #2 at frame 100" in state["cards"]["6"]
+
+
+def test_a_damaged_review_file_is_named_on_the_page_and_the_index_still_lists_the_run(runs_root, serve):
+    (runs_root / "dive_sample" / "review.jsonl").write_text('{"v": 1, "action": "dance"}\n')
+    base = serve(create_app(runs_root))
+    page = httpx.get(f"{base}/review/dive_sample")
+    assert page.status_code == 409 and "review.jsonl, line 1" in page.text
+    index = httpx.get(base + "/")
+    assert index.status_code == 200 and "dive_sample" in index.text
