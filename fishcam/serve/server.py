@@ -86,7 +86,9 @@ def serve_folder(folder: Path, host: str, port: int, read_only: bool) -> int:
         " (token required)" if token else "", " read-only" if read_only else "",
     )  # fmt: skip
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn passes Ctrl-C on after its shutdown: a normal end
+        uvicorn.Server(config).run(sockets=[sock])
+    log.info("stopped serving %s", folder)
     return 0
 
 

@@ -108,3 +108,32 @@ def test_a_damaged_review_file_is_named_on_the_page_and_the_index_still_lists_th
     assert page.status_code == 409 and "review.jsonl, line 1" in page.text
     index = httpx.get(base + "/")
     assert index.status_code == 200 and "dive_sample" in index.text
+
+
+def test_fishcam_serve_serves_the_folder_until_ctrl_c(runs_root):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "FISHCAM_TOKEN"}
+    proc = subprocess.Popen([sys.executable, "-m", "fishcam", "serve", str(runs_root), "--port", str(port)],
+                            env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                index = httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert index.status_code == 200 and "/review/dive_sample" in index.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert f"at http://127.0.0.1:{port}/" in err
