@@ -137,3 +137,19 @@ def test_fishcam_serve_serves_the_folder_until_ctrl_c(runs_root):
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert f"at http://127.0.0.1:{port}/" in err
+
+
+def test_runs_inside_batches_are_listed_and_reviewable(runs_root, serve):
+    import shutil
+
+    shutil.copytree(runs_root / "dive_sample", runs_root / "batch-2026" / "site-a_dive")
+    base = serve(create_app(runs_root))
+    index = httpx.get(base + "/").text
+    assert "/review/dive_sample" in index and "/review/batch-2026/site-a_dive" in index
+    answer = httpx.post(f"{base}/api/correct/batch-2026/site-a_dive", json={"action": "not_fish", "track": 3,
+                                                                            "reviewer": "bo"})  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["reviewed"] == 1
+    assert (runs_root / "batch-2026" / "site-a_dive" / "review.jsonl").is_file()
+    assert not (runs_root / "dive_sample" / "review.jsonl").exists()
+    counts = httpx.get(f"{base}/reviewed/batch-2026/site-a_dive/species_counts.csv").text
+    assert "Thalassoma lunare" not in counts and "Pterois volitans,2,2" in counts
