@@ -259,6 +259,8 @@ def track_views(root: Path, folder: Path, track_id: int, limit: int = 4) -> list
         return []
     ordered: list[Path] = []
     index = _json(folder / "views" / "index.json")
+    if isinstance(index, dict) and isinstance(index.get("tracks"), dict):
+        index = index["tracks"]
     listed = index.get(str(track_id)) if isinstance(index, dict) else None
     if isinstance(listed, dict):
         listed = listed.get("views") or listed.get("files") or listed.get("images")
@@ -275,31 +277,33 @@ def track_views(root: Path, folder: Path, track_id: int, limit: int = 4) -> list
 
 
 def maxn_images(root: Path, folder: Path) -> dict[str, str]:
-    """Species → its MaxN evidence frame (``maxn/<species>.jpg``, or as ``maxn/index.json`` names it)."""
+    """Species → its MaxN evidence frame: as ``maxn/index.json`` names them (a list of
+    ``{species, file}``, or ``{species: file or {file}}``, under ``species`` or not), and every
+    ``maxn/<name>.jpg`` by its name (matched to a species through ``safe_name``)."""
     maxn = folder / "maxn"
     if not maxn.is_dir():
         return {}
     found: dict[str, str] = {}
+    for path in maxn.iterdir():
+        rel = _rel(root, path) if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() else None
+        if rel is not None:
+            found["\x00" + path.stem] = rel
     index = _json(maxn / "index.json")
-    items: list[Any] = []
+    if isinstance(index, dict) and isinstance(index.get("species"), (list, dict)):
+        index = index["species"]
+    items: list[Any] = index if isinstance(index, list) else []
     if isinstance(index, dict):
-        items = index.get("species", index) if isinstance(index.get("species", index), list) else []
-        if not items:
-            items = [{"species": k, **(v if isinstance(v, dict) else {"file": v})} for k, v in index.items()]
-    elif isinstance(index, list):
-        items = index
+        items = [{"species": k, **(v if isinstance(v, dict) else {"file": v})} for k, v in index.items()]
     for item in items:
         if not isinstance(item, dict):
             continue
-        species, name = item.get("species"), item.get("file") or item.get("image") or item.get("path")
+        species = item.get("species")
+        name = item.get("file") or item.get("image") or item.get("path") or item.get("jpg")
         if isinstance(species, str) and isinstance(name, str):
             path = maxn / Path(name).name
             rel = _rel(root, path) if path.is_file() else None
             if rel is not None:
                 found[species] = rel
-    if not found:
-        by_file = {path.stem: _rel(root, path) for path in maxn.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES}
-        return {"\x00" + stem: rel for stem, rel in by_file.items() if rel is not None}  # matched by safe_name
     return found
 
 
