@@ -17,6 +17,15 @@ REAL_FISH = ROOT / "tests" / "data" / "real-fish"
 TEST_DETECTOR = ROOT / "samples" / "models" / "fish_yolov8n.pt"
 
 
+def interruptible() -> None:
+    """``preexec_fn`` for a child a test sends SIGINT: SIGINT as a terminal's Ctrl-C finds it. A
+    shell's background job starts with SIGINT ignored, every child inherits that, and Python then
+    never raises KeyboardInterrupt: a suite started with ``&`` would see Ctrl-C do nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # ---- model files -------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 # Tests never reach the network: make every hub client fail at once instead of trying.
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["FISHCAM_OFFLINE"] = "1"  # no release server is ever tried (models fetch)
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_AUTOINSTALL"] = "false"
 

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from builders import ROOT, SAMPLES
+from builders import ROOT, SAMPLES, interruptible
 from builders import batch_report as report
 
 from fishcam.app.cli import main
@@ -161,7 +161,8 @@ def test_ctrl_c_stops_the_batch_and_marks_no_interrupted_video_done(tmp_path, wo
     command = [sys.executable, "-m", "fishcam", "batch", str(videos), "--out", str(out), "--workers", str(workers),
                *COUNT_ONLY]  # fmt: skip
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)  # fmt: skip
     wait_for(lambda: list(out.glob("*/batch_done.json")))
     wait_for(lambda: running(out))  # Ctrl-C in the middle of a video, not between two
     (os.killpg if to == "group" else os.kill)(proc.pid, signal.SIGINT)

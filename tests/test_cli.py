@@ -116,7 +116,9 @@ def test_models_list_shows_missing_and_present(tmp_path, capsys, convnext_checkp
 def test_models_fetch_offline_fails_clearly(capsys):
     assert main(["models", "fetch"]) == 3
     message = last_error(capsys)
-    assert "could not fetch 3 model(s) (the model hub: HF_HUB_OFFLINE is set)" in message
+    assert "could not fetch 3 model(s): detector https://github.com/filippovarini/community-fish-detector/" in message
+    assert "cfd-yolov12x-1.00.pt: FISHCAM_OFFLINE is set" in message
+    assert "expert hf://Heretix/convnext-fish-classifier/balik_modeli_final.pth: HF_HUB_OFFLINE is set" in message
 
 
 def test_bounded_runs_by_frames_or_duration(tmp_path):

@@ -185,7 +185,10 @@ def hub_unreachable(timeout_s: float = 5.0) -> str | None:
 
 
 def unreachable(url: str, timeout_s: float = 5.0) -> str | None:
-    """Why the server of ``url`` cannot be reached from here (a TCP connection), or None."""
+    """Why the server of ``url`` cannot be reached from here (a TCP connection), or None.
+    ``FISHCAM_OFFLINE`` set: none is tried (as ``HF_HUB_OFFLINE`` does for the hub)."""
+    if os.environ.get("FISHCAM_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return "FISHCAM_OFFLINE is set"
     parsed = urlparse(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:

@@ -68,6 +68,7 @@ def server(tmp_path_factory):
 @pytest.fixture
 def trusted(server, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", str(server["ca"]))
+    monkeypatch.delenv("FISHCAM_OFFLINE")  # the one server these tests reach is on 127.0.0.1
     return server
 
 

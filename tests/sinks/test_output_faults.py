@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from builders import SAMPLES
+from builders import SAMPLES, interruptible
 
 from fishcam.app.cli import main
 from fishcam.sinks.files import DETECTION_COLUMNS, TRACK_COLUMNS
@@ -119,7 +119,8 @@ def _wait_for(predicate, timeout_s: float = 60.0) -> None:
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fishcam", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "fishcam", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)  # fmt: skip
 
 
 def _status(out: Path) -> str | None:
