@@ -48,7 +48,7 @@ def classified_run(tmp_path_factory, tiny_clip):
     manifest = write_efficientnet_manifest(tmp_path_factory.mktemp("expert"))
     args = ["run", str(SAMPLES / "dive_sample.mp4"), "--out", str(out), "-q", "--set", "render.video=false",
             "--set", f"detector.weights={TEST_DETECTOR}", "--set", "detector.image_size=320",
-            "--set", f"classify.expert.weights={manifest}", "--set", "classify.expert.threshold=0.6",
+            "--set", f"classify.expert.weights={manifest}", "--set", "classify.expert.threshold=0.9",
             "--set", f"classify.fallback.model={tiny_clip}", "--set", "classify.fallback.threshold=0.0",
             "--set", f"classify.fallback.species_list={SAMPLES / 'species.txt'}"]  # fmt: skip
     assert main(args) == 0
