@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from builders import ROOT
+from builders import ROOT, interruptible
 
 pytestmark = pytest.mark.live
 
@@ -45,7 +45,8 @@ def test_the_live_page_shows_the_stream_and_the_counts_as_they_grow(rtsp_server,
     command = [sys.executable, "-m", "fishcam", "run", server.url(credentials=f"diver:{PASSWORD}@"), "--config",
                "configs/sample.yaml", "--out", str(tmp_path / "live"), "--serve", f"127.0.0.1:{port}",
                "--duration", "60", "-q"]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(base + "/live/state", 90, proc)

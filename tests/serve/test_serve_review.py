@@ -6,6 +6,7 @@ import csv
 import io
 
 import httpx
+from builders import interruptible
 
 from fishcam.serve.app import create_app
 
@@ -123,7 +124,7 @@ def test_fishcam_serve_serves_the_folder_until_ctrl_c(runs_root):
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "FISHCAM_TOKEN"}
     proc = subprocess.Popen([sys.executable, "-m", "fishcam", "serve", str(runs_root), "--port", str(port)],
-                            env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            env=env, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)  # fmt: skip
     try:
         for _ in range(100):
             try:
