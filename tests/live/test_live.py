@@ -115,11 +115,21 @@ def test_reconnects_through_server_restarts_and_closes_tracks_at_each_outage(rts
     server = rtsp_server()
     detector = yolo()  # models first, as fishcam run loads them: a stream does not wait while they load
     source = LiveSource(server.url(), FAST)
-    config = load_config(None, ["classify.enabled=false", "source.duration_s=14", "source.live.flush_interval_s=1"])
+    config = load_config(None, ["classify.enabled=false", "source.duration_s=24", "source.live.flush_interval_s=1"])
+
+    def streaming_for(seconds: float) -> None:
+        """Until this connection has delivered frames for ``seconds``: on a loaded machine a
+        reconnect can take longer than a fixed pause, and a segment with no frames is no segment."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            h = source.health
+            if h.connected and h.connected_unix and (h.last_frame_unix or 0) - h.connected_unix >= seconds:
+                return
+            time.sleep(0.05)
 
     def drop_three_times():
         for _ in range(3):
-            time.sleep(2.5)
+            streaming_for(2.0)
             server.kill()
             time.sleep(0.7)
             server.restart()
