@@ -342,6 +342,16 @@ class OutputConfig(_Section):
     """The run's log files."""
 
     detections_log: bool = Field(True, description="write detections.csv, one row per tracked box per detected frame")
+    views: bool = Field(
+        True,
+        description="write views/: each track's classified crops as JPEGs (best first in views/index.json), "
+        "at most classify.policy.max_crops_per_track a track",
+    )
+    maxn_frames: bool = Field(
+        True,
+        description="write maxn/: each species' MaxN frame with its counted tracks' boxes (kept as the run "
+        "goes; a video file read again for a frame it did not keep)",
+    )
 
 
 class ConfigDocument(_Section):

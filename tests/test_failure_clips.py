@@ -22,6 +22,7 @@ import counts  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+
 @pytest.fixture(scope="session")
 def bench_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("failure-clips")
@@ -112,6 +113,47 @@ def test_idf1_at_stride_3_scored_on_every_frame(outcome):
     result = outcome("stride3")
     assert result.frames == 200  # every frame scored, not only the detected ones
     assert result.idf1 >= 0.9
+
+
+# ---- the best views follow the final tracks ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["crossing", "leave_enter", "low_conf_tail", "stride3"])
+def test_best_views_follow_the_final_tracks(outcome, bench_dir, name):
+    """The offline pass cuts, joins and renumbers tracks: each final track's views come from its
+    own online ids, on frames it has a box on, and all show one fish (crossing: the two fish's
+    fragments are swapped back, views with them)."""
+    import json
+
+    import numpy as np
+    import supervision as sv
+
+    outcome(name)
+    run = bench_dir / "runs" / name
+    tracks = {int(r["track_id"]): r for r in counts.read_csv(run / "tracks.csv")}
+    boxes = {(int(r["track_id"]), int(r["frame"])): [float(r[k]) for k in ("x1", "y1", "x2", "y2")]
+             for r in counts.read_csv(run / "detections.csv")}  # fmt: skip
+    truth: dict[int, list] = {}
+    for row in _rows(clips.paths(clips.SCENARIOS[name].clip, bench_dir / "clips")):
+        truth.setdefault(row["frame"], []).append((row["fish_id"], [row["x1"], row["y1"], row["x2"], row["y2"]]))
+    index = json.loads((run / "views" / "index.json").read_text())
+    assert index["final"] and set(map(int, index["tracks"])) == set(tracks)
+    assert {p.name for p in (run / "views").iterdir()} == {"index.json", *map(str, tracks)}  # nothing left over
+    assert not (run / "views.final").exists()
+    for tid, entry in index["tracks"].items():
+        tid = int(tid)
+        assert entry["online_ids"] == [int(i) for i in tracks[tid]["online_ids"].split()]
+        fish = []
+        for view in entry["views"]:
+            assert view["online_id"] in entry["online_ids"] and (run / "views" / view["file"]).is_file()
+            assert view["box"] == pytest.approx(boxes[(tid, view["frame"])], abs=0.1)
+            on_frame = truth[view["frame"]]
+            iou = sv.box_iou_batch(np.array([view["box"]]), np.array([b for _, b in on_frame]))[0]
+            if iou.max() >= 0.5:
+                fish.append(on_frame[int(iou.argmax())][0])
+        assert len(set(fish)) <= 1, f"track {tid}'s views show fish {sorted(set(fish))}"
+        if tracks[tid]["counted"] == "1":
+            assert entry["views"] and len(fish) == len(entry["views"])  # a counted fish's views show it
 
 
 # ---- a species the expert never saw ------------------------------------------------------------

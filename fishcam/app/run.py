@@ -26,7 +26,9 @@ from fishcam.pipeline import LoopSettings, LoopStats, Pipeline, PipelineSink, St
 from fishcam.render.overlay import Overlay
 from fishcam.sinks.files import output_problem, prepare_output_dir, write_atomic
 from fishcam.sinks.run_writer import CONFIG_NAME, Counting, RotatingWriter, RunWriter
+from fishcam.sinks.views import Evidence, reread_video
 from fishcam.sources.base import Source
+from fishcam.sources.file import VideoFileSource
 from fishcam.sources.prefetch import prefetch
 from fishcam.track.bytetrack import ByteTracker
 from fishcam.types import Frame, RunFigures, RunInfo, RunStatus, RunSummary
@@ -136,7 +138,22 @@ def _open(
         models=components.described,
     )
 
+    # A recorded video's MaxN frames can be read again at the end; a live stream's cannot.
+    reread = reread_video(source.path) if isinstance(source, VideoFileSource) else None
+
     def make_writer(folder: Path) -> RunWriter:
+        evidence = None
+        if config.output.views or config.output.maxn_frames:
+            evidence = Evidence(
+                folder,
+                views=config.output.views and components.species is not None,
+                maxn=config.output.maxn_frames,
+                max_views=config.classify.policy.max_crops_per_track,
+                crop_padding=config.classify.policy.crop_padding,
+                classified=components.species is not None,
+                reread=reread,
+                overlay=overlay,
+            )
         return RunWriter(
             folder,
             width=source.width,
@@ -157,6 +174,7 @@ def _open(
                 stride=config.detector.stride,
                 edge_margin_px=config.classify.policy.edge_margin_px,
             ),
+            evidence=evidence,
         )
 
     rotate = config.source.live.rotate

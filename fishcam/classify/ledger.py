@@ -183,6 +183,10 @@ class TrackLedger:
         track.add_call(Look(frame, 0.0, call), self.policy.settle_votes)
         return True
 
+    def looked_on(self, frame_index: int) -> set[int]:
+        """The open tracks whose latest look was taken on ``frame_index`` (their crop was sent)."""
+        return {tid for tid, t in self._tracks.items() if t.last_look_frame == frame_index}
+
     def label(self, track_id: int) -> tuple[str, float, str] | None:
         """The current vote of an open track for display, or None before any call."""
         track = self._tracks.get(track_id)

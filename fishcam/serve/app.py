@@ -95,7 +95,7 @@ def create_app(
         for card in state.cards:
             card.views = runs_mod.track_views(base, folder, card.track_id)
         images = runs_mod.maxn_images(base, folder)
-        counts = [{**c, "image": runs_mod.maxn_image(images, c["species"])} for c in state.counts]
+        counts = [{**c, "image": images.get((c["species"], c["max_n_frame"], c["max_n"]))} for c in state.counts]
         return {
             "rel": rel, "entry": entry, "state": state, "counts": counts, "queue": state.queue,
             "species": runs_mod.species_options(folder, state.cards), "fps": _fps(entry),

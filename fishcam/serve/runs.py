@@ -13,6 +13,7 @@ from typing import Any
 
 from fishcam.serve.safety import masked
 from fishcam.sinks.run_writer import CONFIG_NAME, COUNTS_NAME, SUMMARY_NAME, TRACKS_NAME, read_summary
+from fishcam.sinks.views import INDEX_NAME, MAXN_DIR, VIEWS_DIR
 from fishcam.types import RunSummary
 
 log = logging.getLogger(__name__)
@@ -253,64 +254,37 @@ def species_options(folder: Path, cards: list[TrackCard]) -> list[str]:
 
 
 def track_views(root: Path, folder: Path, track_id: int, limit: int = 4) -> list[str]:
-    """A track's best views (``views/<id>/*.jpg``, in the order views' index gives, else by name)."""
-    views = folder / "views" / str(track_id)
-    if not views.is_dir():
+    """A track's best views, best first, as ``views/index.json`` lists them (fishcam.sinks.views);
+    the files in ``views/<id>/`` by name where the index is missing or damaged."""
+    views = folder / VIEWS_DIR
+    if not (views / str(track_id)).is_dir():
         return []
-    ordered: list[Path] = []
-    index = _json(folder / "views" / "index.json")
-    if isinstance(index, dict) and isinstance(index.get("tracks"), dict):
-        index = index["tracks"]
-    listed = index.get(str(track_id)) if isinstance(index, dict) else None
-    if isinstance(listed, dict):
-        listed = listed.get("views") or listed.get("files") or listed.get("images")
-    if isinstance(listed, list):
-        for item in listed:
-            name = item.get("file") or item.get("path") or item.get("image") if isinstance(item, dict) else item
-            if isinstance(name, str):
-                path = (folder / "views" / name) if "/" in name else views / name
-                if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-                    ordered.append(path)
+    index = _json(views / INDEX_NAME)
+    entry = index.get("tracks", {}).get(str(track_id)) if isinstance(index, dict) else None
+    listed = entry.get("views") if isinstance(entry, dict) else None
+    ordered = [views / v["file"] for v in listed or [] if isinstance(v, dict) and isinstance(v.get("file"), str)]
+    ordered = [p for p in ordered if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
     if not ordered:
-        ordered = sorted(p for p in views.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        ordered = sorted(p for p in (views / str(track_id)).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     return [r for r in (_rel(root, p) for p in ordered[:limit]) if r is not None]
 
 
-def maxn_images(root: Path, folder: Path) -> dict[str, str]:
-    """Species → its MaxN evidence frame: as ``maxn/index.json`` names them (a list of
-    ``{species, file}``, or ``{species: file or {file}}``, under ``species`` or not), and every
-    ``maxn/<name>.jpg`` by its name (matched to a species through ``safe_name``)."""
-    maxn = folder / "maxn"
-    if not maxn.is_dir():
-        return {}
-    found: dict[str, str] = {}
-    for path in maxn.iterdir():
-        rel = _rel(root, path) if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() else None
-        if rel is not None:
-            found["\x00" + path.stem] = rel
-    index = _json(maxn / "index.json")
-    if isinstance(index, dict) and isinstance(index.get("species"), (list, dict)):
-        index = index["species"]
-    items: list[Any] = index if isinstance(index, list) else []
-    if isinstance(index, dict):
-        items = [{"species": k, **(v if isinstance(v, dict) else {"file": v})} for k, v in index.items()]
-    for item in items:
+def maxn_images(root: Path, folder: Path) -> dict[tuple[str, int, int], str]:
+    """(species, frame, MaxN) → the run's MaxN evidence frame, as ``maxn/index.json`` names them
+    (fishcam.sinks.views). Keyed by frame and number too: once a review moves or changes a
+    species' MaxN, the run's picture (with the run's boxes) is no longer its evidence."""
+    index = _json(folder / MAXN_DIR / INDEX_NAME)
+    found: dict[tuple[str, int, int], str] = {}
+    for item in index.get("species", []) if isinstance(index, dict) else []:
         if not isinstance(item, dict):
             continue
-        species = item.get("species")
-        name = item.get("file") or item.get("image") or item.get("path") or item.get("jpg")
-        if isinstance(species, str) and isinstance(name, str):
-            path = maxn / Path(name).name
+        species, name, frame, max_n = (item.get(k) for k in ("species", "file", "frame", "max_n"))
+        if isinstance(species, str) and isinstance(name, str) and isinstance(frame, int) and isinstance(max_n, int):
+            path = folder / MAXN_DIR / Path(name).name
             rel = _rel(root, path) if path.is_file() else None
             if rel is not None:
-                found[species] = rel
+                found[(species, frame, max_n)] = rel
     return found
-
-
-def maxn_image(images: dict[str, str], species: str) -> str | None:
-    from fishcam.sinks.exports import safe_name
-
-    return images.get(species) or images.get("\x00" + species) or images.get("\x00" + safe_name(species))
 
 
 def _json(path: Path) -> Any:

@@ -41,6 +41,7 @@ from fishcam.sinks.files import (
     write_tracks,
 )
 from fishcam.sinks.video import AnnotatedVideo, H264Writer
+from fishcam.sinks.views import Evidence
 from fishcam.track.refine import Geometry, refine, trim
 from fishcam.types import (
     CallRecord,
@@ -95,8 +96,11 @@ class RunWriter:
         flush_interval_s: float = 10.0,
         info: RunInfo | None = None,
         counting: Counting | None = None,
+        evidence: Evidence | None = None,
     ) -> None:
         self.out_dir = out_dir
+        self.evidence = evidence  # views/ and maxn/ (fishcam.sinks.views)
+        self._owner: dict[tuple[int, int], int] | None = None
         self.counting = counting or Counting()
         self.width, self.height, self.fps = width, height, fps
         self.info = info or RunInfo()  # what summary.json says from the start: source, models, ...
@@ -148,6 +152,8 @@ class RunWriter:
                 tracked = detections.filter(detections.track_id >= 0)
                 labels = [label_text(tid, ledger.label(tid)) for tid in tracked.track_id.tolist()]
                 self.video.submit(frame.image_bgr, tracked, labels)
+            if self.evidence is not None:
+                self.evidence.on_frame(frame, detections, detected, ledger)
             if time.monotonic() - self._last_flush >= self.flush_interval_s:
                 self._flush()
 
@@ -155,10 +161,15 @@ class RunWriter:
 
     def on_calls(self, calls: list[CallRecord]) -> None:
         self._write(lambda: self.calls.write(calls) if self.calls is not None else None)
+        if self.evidence is not None:
+            self.evidence.on_calls(calls)
 
     def on_track_closed(self, track: TrackSummary) -> None:
         track = trim(track, self.counting.tracking.tail_confidence)
         self.tracks.append(judge(track, self.counting.rules))
+        if self.evidence is not None:
+            evidence = self.evidence
+            self._write(lambda: evidence.on_track_closed(self.tracks[-1]))
         self._dirty = True  # on disk at the next flush
 
     def flush(self) -> None:
@@ -174,6 +185,8 @@ class RunWriter:
             write_tracks(self.out_dir / TRACKS_NAME, self.tracks)
             write_counts(self.out_dir / COUNTS_NAME, species_counts(self.tracks))
             self._dirty = False
+        if self.evidence is not None:
+            self.evidence.flush()
         progress = RunProgress(self.frames, self.last_time_s, len(self.tracks))
         write_json(self.out_dir / SUMMARY_NAME, RunSummary(RunStatus.RUNNING, self.info, progress=progress).to_json())
         self._last_flush = time.monotonic()
@@ -182,6 +195,8 @@ class RunWriter:
         """After a failed write: stop the encoder and cut the logs back to whole rows, raising nothing."""
         if self.video is not None:
             self.video.abandon()
+        if self.evidence is not None:
+            self.evidence.close()
         for handle in (self.log, self.calls):
             if handle is not None:
                 handle.abandon()
@@ -208,6 +223,8 @@ class RunWriter:
                 self.calls.close()
             if self.counting.offline and self.counting.tracking.enabled and status is not RunStatus.FAILED:
                 self._offline_pass()
+            if self.evidence is not None:
+                self.evidence.finish(self.tracks, self._owner, species_counts(self.tracks))
             self._dirty = True
             self._flush()
 
@@ -242,6 +259,7 @@ class RunWriter:
         geometry = Geometry(self.width, self.height, self.fps, c.stride, c.edge_margin_px)
         refined = refine(self.tracks, geometry, c.tracking)
         self.tracks = [judge(t, c.rules) for t in refined.tracks]
+        self._owner = refined.owner
         if self.log is not None:
             rewrite_detections(self.log.path, self.tracks, refined.owner)
         if self.calls is not None:

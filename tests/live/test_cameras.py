@@ -12,6 +12,7 @@ import threading
 import time
 
 import av
+import cv2
 import numpy as np
 import pytest
 from builders import SAMPLES, TEST_DETECTOR, ColourModel
@@ -59,6 +60,22 @@ def check_camera(folder, url, exit_code):
         assert table and all(len(row) == len(table[0]) for row in table), name
     with av.open(str(folder / "annotated.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == summary["frames"]
+    # MaxN evidence kept while the stream ran (it cannot be read back): the frame of each
+    # species' most fish at once, drawn with the counted tracks on it. No species models, no views.
+    assert not (folder / "views").exists()
+    if summary["counted_tracks"]:
+        detected = {(int(r["track_id"]), int(r["frame"])) for r in rows(folder / "detections.csv")}
+        counted = {int(r["track_id"]) for r in rows(folder / "tracks.csv") if r["counted"] == "1"}
+        by_species = {r["species"]: r for r in counts}
+        entries = json.loads((folder / "maxn" / "index.json").read_text())["species"]
+        assert entries and {e["species"] for e in entries} <= set(by_species)
+        for entry in entries:
+            assert 1 <= entry["boxes_on_frame"] == len(entry["track_ids"]) <= entry["max_n"]
+            assert entry["exact"] == (entry["frame"] == int(by_species[entry["species"]]["max_n_frame"])
+                                      and entry["boxes_on_frame"] == entry["max_n"])  # fmt: skip
+            assert all(t in counted and (t, entry["frame"]) in detected for t in entry["track_ids"])
+            image = cv2.imread(str(folder / "maxn" / entry["file"]))
+            assert image is not None and image.shape[:2] == (summary["height"], summary["width"])
     return summary
 
 

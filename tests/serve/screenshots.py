@@ -4,8 +4,7 @@
 
 The review page: the dive sample's run (configs/sample.yaml) with two corrections; the live page:
 ``fishcam run rtsp://… --serve`` on the test suite's RTSP server playing the dive sample. Each PNG is reduced to 256
-colours to stay small. Where the run saved no best views or MaxN frames, the script cuts stand-ins
-from the video (see stand_in_images)."""
+colours to stay small. The best views and MaxN frames on the review page are the ones the run saved."""
 
 from __future__ import annotations
 
@@ -25,50 +24,6 @@ def shrink(path: Path) -> None:
     from PIL import Image
 
     Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
-
-
-def stand_in_images(run: Path, video: Path) -> None:
-    """Where the run saved no best views or MaxN frames (a fishcam without them), crops of each
-    track's largest box and the MaxN frames cut from the video here, so that the page shows them."""
-    import csv
-
-    import cv2
-
-    from fishcam.sinks.exports import safe_name
-
-    if (run / "views").exists() or (run / "maxn").exists():
-        return
-    with (run / "detections.csv").open() as handle:
-        boxes = list(csv.DictReader(handle))
-    best: dict[int, dict[str, str]] = {}
-    for box in boxes:
-        area = (float(box["x2"]) - float(box["x1"])) * (float(box["y2"]) - float(box["y1"]))
-        tid = int(box["track_id"])
-        if tid not in best or area > best[tid]["area"]:  # type: ignore[operator]
-            best[tid] = {**box, "area": area}  # type: ignore[dict-item]
-    with (run / "species_counts.csv").open() as handle:
-        maxn: dict[int, list[str]] = {}
-        for row in csv.DictReader(handle):
-            maxn.setdefault(int(row["max_n_frame"]), []).append(row["species"])
-    wanted = {int(b["frame"]) for b in best.values()} | set(maxn)
-    reader, index = cv2.VideoCapture(str(video)), 0
-    while wanted:
-        ok, image = reader.read()
-        if not ok:
-            break
-        if index in wanted:
-            wanted.discard(index)
-            for tid, box in best.items():
-                if int(box["frame"]) == index:
-                    x1, y1, x2, y2 = (int(float(box[k])) for k in ("x1", "y1", "x2", "y2"))
-                    (run / "views" / str(tid)).mkdir(parents=True, exist_ok=True)
-                    crop = image[max(0, y1 - 8) : y2 + 8, max(0, x1 - 8) : x2 + 8]
-                    cv2.imwrite(str(run / "views" / str(tid) / f"frame{index:06d}.jpg"), crop)
-            if index in maxn:
-                (run / "maxn").mkdir(exist_ok=True)
-                for species in maxn[index]:
-                    cv2.imwrite(str(run / "maxn" / f"{safe_name(species)}.jpg"), image)
-        index += 1
 
 
 def free_port() -> int:
@@ -92,7 +47,6 @@ def main() -> None:
         run = root / "dive_sample"
         subprocess.run([sys.executable, "-m", "fishcam", "run", "samples/dive_sample.mp4", "--config",
                         "configs/sample.yaml", "--out", str(run), "-q"], cwd=ROOT, check=True, env=env)  # fmt: skip
-        stand_in_images(run, ROOT / "samples" / "dive_sample.mp4")
         append_correction(run, Correction("confirm", 2, "Ann Diver"))
         append_correction(run, Correction("species", 4, "Ann Diver", species="Pterois volitans"))
         server = Server(create_app(root), "127.0.0.1", 0).start()

@@ -18,20 +18,18 @@ def counts_row(page, species: str) -> tuple[str, str] | None:
     return row.locator(".unique").inner_text(), row.locator(".maxn").inner_text()
 
 
-def save_images(run) -> None:
-    """Best views and a MaxN evidence frame as a run saves them (views/<track>/*.jpg, maxn/<species>.jpg)."""
-    import cv2
-    import numpy as np
+def best_view_width(run, track_id: int) -> int:
+    """The width of the first (best) view the run saved for the track (fishcam.sinks.views)."""
+    import json
 
-    (run / "views" / "4").mkdir(parents=True)
-    (run / "maxn").mkdir()
-    view = np.full((60, 90, 3), (40, 120, 200), np.uint8)
-    cv2.imwrite(str(run / "views" / "4" / "frame000120.jpg"), view)
-    cv2.imwrite(str(run / "maxn" / "Pterois_volitans.jpg"), np.full((48, 64, 3), 90, np.uint8))
+    import cv2
+
+    first = json.loads((run / "views" / "index.json").read_text())["tracks"][str(track_id)]["views"][0]
+    return cv2.imread(str(run / "views" / first["file"])).shape[1]
 
 
 def test_a_species_changed_on_the_review_page_changes_the_counts_and_is_kept(runs_root, serve, page, tmp_path):
-    save_images(runs_root / "dive_sample")
+    width = best_view_width(runs_root / "dive_sample", 4)
     base = serve(create_app(runs_root))
     index = httpx.get(base + "/").text
     assert "dive_sample" in index and "0/6" in index  # 6 tracks, none reviewed yet
@@ -40,11 +38,11 @@ def test_a_species_changed_on_the_review_page_changes_the_counts_and_is_kept(run
     assert page.locator("#reviewed").inner_text() == "0" and page.locator("#total").inner_text() == "6"
     assert counts_row(page, "Pterois volitans") == ("2", "2")  # two lionfish, together from frame 124
     assert counts_row(page, "Plectropomus leopardus") == ("1", "1")
-    page.locator("#track-4 .views img").scroll_into_view_if_needed()  # views load lazily
-    page.wait_for_function("() => document.querySelector('#track-4 .views img').naturalWidth === 90")  # best view
+    page.locator("#track-4 .views img").first.scroll_into_view_if_needed()  # views load lazily
+    page.wait_for_function(f"() => document.querySelector('#track-4 .views img').naturalWidth === {width}")  # best
     page.wait_for_function(
-        """() => document.querySelector('#counts tr[data-species="Pterois volitans"] img.thumb').naturalWidth === 64"""
-    )  # the MaxN evidence frame
+        """() => document.querySelector('#counts tr[data-species="Pterois volitans"] img.thumb').naturalWidth === 640"""
+    )  # the MaxN evidence frame: the whole 640x480 frame
     page.fill("#reviewer", "Ann Diver")
     page.dispatch_event("#reviewer", "change")
     # Track 4 (the coral trout, frames 71-199) called a lionfish: 3 lionfish, 3 at once from frame 124.
@@ -69,6 +67,9 @@ def test_a_species_changed_on_the_review_page_changes_the_counts_and_is_kept(run
     page.reload()
     assert page.locator("#reviewer").input_value() == "Ann Diver"
     assert counts_row(page, "Pterois volitans") == ("3", "3")
+    # The run's MaxN frame of the lionfish shows two: no longer the evidence of a MaxN of three.
+    assert page.locator('#counts tr[data-species="Pterois volitans"] img.thumb').count() == 0
+    assert page.locator('#counts tr[data-species="Achoerodus viridis"] img.thumb').count() == 1
     assert page.locator("#reviewed").inner_text() == "2"
     assert page.locator("#track-4 .species").inner_text() == "Pterois volitans"
     assert page.locator(".card:not(.hidden)").count() == 4  # the filter is kept too

@@ -39,7 +39,7 @@ def outside(tmp_path):
 
 def test_no_path_outside_the_served_folder_can_be_reached(runs_root, outside, serve):
     (runs_root / "dive_sample" / "link.csv").symlink_to(outside)
-    (runs_root / "dive_sample" / "views").mkdir()
+    (runs_root / "dive_sample" / "views").mkdir(exist_ok=True)  # the run saved its best views there
     (runs_root / "dive_sample" / "views" / "out").symlink_to(outside.parent, target_is_directory=True)
     base = serve(create_app(runs_root))
     status, body = raw_get(base, "/files/dive_sample/tracks.csv")
