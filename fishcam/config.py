@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fishcam.errors import ConfigError
 
@@ -74,8 +74,7 @@ class MotionConfig(_Section):
     history: int = Field(
         120,
         ge=2,
-        description="frames the background models remember (MOG2 history; the still background learns at "
-        "1/history)",
+        description="frames the background models remember (MOG2 history; the still background learns at 1/history)",
     )
     var_threshold: float = Field(
         24.0, gt=0, description="how far a pixel must differ from the background to be moving (MOG2 varThreshold)"
@@ -256,16 +255,39 @@ class FallbackConfig(_Section):
         "open_clip_model.safetensors",
     )
     species_list: str | None = Field(
-        None, description="a species list file turns the fallback on (see samples/species.txt); same as --species"
+        None,
+        description="a species list turns the fallback on: plain text (one species a line, 'Pterois volitans; red "
+        "lionfish') or CSV (scientific_name, common_name, kingdom … genus); see samples/species.txt; same as --species",
+    )
+    open_ended: str | None = Field(
+        None,
+        description="the Tree-of-Life embeddings (a folder with txt_emb_species.npy and .json, docs/models.md): "
+        "without a species list, the fallback ranks every species in them; with one, they fill the list's ranks",
+    )
+    open_ended_taxa: list[str] = Field(
+        [],
+        description="open-ended without a list: keep only the species under these taxa, at any rank "
+        "(e.g. [Elasmobranchii, Perciformes]); empty: the whole Tree of Life",
     )
     threshold: float = Field(0.35, ge=0, le=1, description='fallback calls below this are "unknown"')
-    templates: list[str] = Field(
-        [
-            "a photo of {}.",
-            "an underwater photo of {}.",
-            "a photo of the fish {}.",
-        ],
-        description="prompts for each species name ({} is the name); the text embeddings are cached",
+    roll_up: bool = Field(
+        True,
+        description="when no species reaches the threshold, answer the lowest rank that does (genus, then family, "
+        "then order), and name a track whose calls split within one genus by that genus; false: species or unknown",
+    )
+    templates: str | list[str] = Field(
+        "openai_imagenet",
+        description="prompt templates ({} is the class text): openai_imagenet (the 80 BioCLIP's authors average "
+        "over) or a list; the text embeddings are cached",
+    )
+    prompt_form: Literal["taxonomic_common", "taxonomic", "scientific_common", "scientific", "names"] = Field(
+        "taxonomic_common",
+        description="the class text: taxonomic_common ('Animalia Chordata … Pterois volitans with common name red "
+        "lionfish', as the authors), taxonomic, scientific_common, scientific, or names (each name as listed)",
+    )
+    resize: Literal["squash", "model"] = Field(
+        "squash",
+        description="squash: crops squashed to the model's size, no centre crop (as pybioclip); model: open_clip's",
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1")
     batch_size: int = Field(8, ge=1, description="crops per fallback batch, at most")
@@ -276,6 +298,22 @@ class FallbackConfig(_Section):
     queue_size: int = Field(
         16, ge=1, description="crops waiting for the background fallback; more are refused, never waited for"
     )
+
+    @field_validator("templates")
+    @classmethod
+    def _known_templates(cls, value: str | list[str]) -> str | list[str]:
+        from fishcam.classify.templates import TEMPLATE_SETS
+
+        if isinstance(value, str) and value not in TEMPLATE_SETS:
+            raise ValueError(f"'{value}' is not a template set ({', '.join(TEMPLATE_SETS)}); or give a list")
+        if isinstance(value, list) and (not value or any("{}" not in t for t in value)):
+            raise ValueError("each template holds {} where the class text goes")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is a fallback: a species list or open-ended embeddings."""
+        return bool(self.species_list or self.open_ended)
 
 
 class PolicyConfig(_Section):

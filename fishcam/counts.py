@@ -14,13 +14,16 @@ from fishcam.types import SpeciesCount, TrackSummary
 
 def species_counts(tracks: Iterable[TrackSummary]) -> list[SpeciesCount]:
     """Counts over the counted tracks only (:mod:`fishcam.evidence`); MaxN over every frame a
-    track has a box on, interpolated ones included (a fish is there between detections)."""
-    by_species: dict[str, list[TrackSummary]] = defaultdict(list)
+    track has a box on, interpolated ones included (a fish is there between detections).
+
+    Each answer is counted at its rank: tracks named only to genus (no species was sure) are
+    counted as that genus, apart from the tracks named to a species of it."""
+    by_species: dict[tuple[str, str], list[TrackSummary]] = defaultdict(list)
     for track in tracks:
         if track.counted:
-            by_species[track.species].append(track)
+            by_species[(track.species, track.rank)].append(track)
     counts = []
-    for species, members in by_species.items():
+    for (species, rank), members in by_species.items():
         per_frame: Counter[int] = Counter()
         frame_time: dict[int, float] = {}
         for track in members:
@@ -37,6 +40,7 @@ def species_counts(tracks: Iterable[TrackSummary]) -> list[SpeciesCount]:
                 max_n_time_s=frame_time[max_n_frame],
                 first_seen_s=min(t.first_time_s for t in members),
                 last_seen_s=max(t.last_time_s for t in members),
+                rank=rank,
             )
         )
-    return sorted(counts, key=lambda c: (-c.unique, c.species))
+    return sorted(counts, key=lambda c: (-c.unique, c.species, c.rank))

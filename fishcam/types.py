@@ -129,6 +129,10 @@ class SpeciesCall:
     score: float
     origin: Origin
     candidate: str = ""
+    # The label's rank (species, genus, family, order; "" when the model's classes are unranked,
+    # as the expert's are) and its names from kingdom down to that rank ("" where not known).
+    rank: str = ""
+    lineage: tuple[str, ...] = ()
 
     @property
     def is_known(self) -> bool:
@@ -187,6 +191,7 @@ class TrackSummary:
     counted: bool = True
     reason: str = ""  # why a track is not counted
     online_ids: tuple[int, ...] = ()
+    rank: str = ""  # the species' rank: species, or genus/family/order when only that was sure
 
     @property
     def mean_confidence(self) -> float:
@@ -206,6 +211,7 @@ class SpeciesCount:
     max_n_time_s: float
     first_seen_s: float
     last_seen_s: float
+    rank: str = ""  # the answer's rank (species, genus, family, order; "" unranked)
 
 
 # ---- the run summary (summary.json) ------------------------------------------------------------

@@ -60,18 +60,60 @@ TINY_CLIP_CONFIG = {
 }
 
 
-def save_tiny_open_clip(folder: Path, seed: int = 0) -> Path:
+def save_tiny_open_clip(folder: Path, seed: int = 0, embed_dim: int = 32) -> Path:
     """A ViT CLIP (BioCLIP's architecture, tiny widths) in the layout of an open_clip hub repo:
-    ``open_clip_config.json`` + ``open_clip_model.safetensors``."""
+    ``open_clip_config.json`` + ``open_clip_model.safetensors``. ``embed_dim=768``: BioCLIP-2's
+    embedding size (tiny towers, the real output width), for the Tree-of-Life embeddings."""
     import open_clip
     import torch
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = open_clip.CLIP(**TINY_CLIP_CONFIG["model_cfg"])
-    (folder / "open_clip_config.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    config = {**TINY_CLIP_CONFIG, "model_cfg": {**TINY_CLIP_CONFIG["model_cfg"], "embed_dim": embed_dim}}
+    model = open_clip.CLIP(**config["model_cfg"])
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
+# As txt_emb_species.json holds them: [[kingdom … genus, species epithet], common name].
+TOL_FISH = [
+    (["Animalia", "Chordata", "", "Scorpaeniformes", "Scorpaenidae", "Pterois", "volitans"], "Red lionfish"),
+    (["Animalia", "Chordata", "", "Scorpaeniformes", "Scorpaenidae", "Pterois", "miles"], "Devil firefish"),
+    (["Animalia", "Chordata", "", "Perciformes", "Labridae", "Thalassoma", "lunare"], "Moon wrasse"),
+    (["Animalia", "Chordata", "", "Perciformes", "Pomacentridae", "Dascyllus", "aruanus"], "Humbug damselfish"),
+    (["Animalia", "Chordata", "Elasmobranchii", "Carcharhiniformes", "Carcharhinidae", "Carcharhinus", "melanopterus"],
+     "Blacktip reef shark"),
+    (["Animalia", "Chordata", "Elasmobranchii", "Myliobatiformes", "Dasyatidae", "Taeniura", "lymma"],
+     "Bluespotted ribbontail ray"),
+    (["Animalia", "Chordata", "Aves", "Passeriformes", "Mitrospingidae", "Orthogonys", "chloricterus"],
+     "Olive-green tanager"),
+]  # fmt: skip
+
+
+def save_tree_of_life(
+    folder: Path, taxa: list[tuple[list[str], str]], dim: int = 768, filler: int = 0, seed: int = 0
+) -> Path:
+    """Tree-of-Life text embeddings in the TreeOfLife-200M dataset's layout: ``embeddings/
+    txt_emb_species.npy`` (float32, ``(dim, N)``, unit random columns) and ``txt_emb_species.json``
+    (``[[kingdom, phylum, class, order, family, genus, species_epithet], common_name]`` per column).
+    ``taxa`` come first, then ``filler`` made-up animals, plants and fungi."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    items = [[list(ranks), common] for ranks, common in taxa]
+    kingdoms = (("Animalia", "Arthropoda", "Insecta"), ("Plantae", "Tracheophyta", "Magnoliopsida"),
+                ("Fungi", "Basidiomycota", "Agaricomycetes"))  # fmt: skip
+    for i in range(filler):
+        k, p, c = kingdoms[i % 3]
+        items.append([[k, p, c, f"Order{i % 17}", f"Family{i % 53}", f"Genus{i % 211}", f"epithet{i}"], ""])
+    features = rng.standard_normal((dim, len(items))).astype(np.float32)
+    features /= np.linalg.norm(features, axis=0, keepdims=True)
+    out = folder / "embeddings"
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "txt_emb_species.npy", features)
+    (out / "txt_emb_species.json").write_text(json.dumps(items))
     return folder
 
 

@@ -19,6 +19,8 @@ from fishcam.models import hub
 
 if TYPE_CHECKING:
     from fishcam.classify.expert import ExpertClassifier
+    from fishcam.classify.fallback import OpenEndedFallback, ZeroShotFallback
+    from fishcam.config import FallbackConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ def check_models(config: Config) -> None:
         from fishcam.classify.species_list import read_species_list
 
         read_species_list(config.classify.fallback.species_list)  # a bad list is a config error, first
+    if config.classify.enabled and config.classify.fallback.open_ended:
+        from fishcam.classify.tree_of_life import embedding_files
+
+        embedding_files(config.classify.fallback.open_ended)  # missing embeddings name the download
     wanted = []
     if config.detector.kind == "rfdetr":
         from fishcam.models.rfdetr import require_rfdetr
@@ -49,7 +55,7 @@ def check_models(config: Config) -> None:
         wanted.append(("detector", config.detector.weights))
     if config.classify.enabled:
         wanted.append(("expert", config.classify.expert.weights))
-        if config.classify.fallback.species_list:
+        if config.classify.fallback.enabled:
             wanted.append(("fallback", config.classify.fallback.model))
     missing = []
     for role, ref in wanted:
@@ -136,24 +142,47 @@ def build_species_models(config: Config) -> tuple[SpeciesModels, dict[str, Any]]
     )
     described: dict[str, Any] = {"expert": expert.describe()}
     fallback = None
-    if cfg.fallback.species_list:
-        from fishcam.classify.species_list import read_species_list
-        from fishcam.models.loading import load_fallback
-
-        species = read_species_list(cfg.fallback.species_list)
-        fallback = load_fallback(
-            cfg.fallback.model, species, cfg.fallback.templates, cfg.fallback.device, cfg.fallback.batch_size
-        )
+    if cfg.fallback.enabled:
+        fallback = build_fallback(cfg.fallback)
         described["fallback"] = fallback.describe()
     else:
-        log.info("no fallback: classify.fallback.species_list is not set, so unsure expert calls become 'unknown'")
+        log.info(
+            "no fallback: classify.fallback.species_list (or open_ended) is not set, so unsure expert calls become "
+            "'unknown'"
+        )
     threshold = cfg.expert.threshold
     if threshold is None:  # the threshold `fishcam train` measured on its validation split, if any
         threshold = float(expert.spec.extra.get("fallback_threshold", DEFAULT_EXPERT_THRESHOLD))
     described["expert"]["threshold"] = threshold
     open_set_threshold, checked = open_set_check(expert, cfg.expert.open_set, cfg.expert.weights)
     described["expert"]["open_set"] = checked
-    return SpeciesModels(expert, fallback, threshold, cfg.fallback.threshold, open_set_threshold), described
+    models = SpeciesModels(
+        expert, fallback, threshold, cfg.fallback.threshold, open_set_threshold, roll_up=cfg.fallback.roll_up
+    )
+    return models, described
+
+
+def build_fallback(cfg: FallbackConfig) -> ZeroShotFallback | OpenEndedFallback:
+    """The fallback a config asks for: over the species list (its ranks filled from the
+    open-ended taxonomy when both are given), or open-ended over the Tree of Life."""
+    from fishcam.models.loading import load_fallback, load_open_ended
+
+    if cfg.species_list:
+        from fishcam.classify.species_list import read_species_list
+
+        species = read_species_list(cfg.species_list)
+        if cfg.open_ended:
+            from fishcam.classify.tree_of_life import fill_ranks, read_tree_of_life
+
+            species = fill_ranks(species, read_tree_of_life(cfg.open_ended))
+        return load_fallback(
+            cfg.model, species, cfg.templates, cfg.device, cfg.batch_size, prompt_form=cfg.prompt_form,
+            resize=cfg.resize,
+        )  # fmt: skip
+    assert cfg.open_ended is not None
+    return load_open_ended(
+        cfg.model, cfg.open_ended, cfg.open_ended_taxa, cfg.device, cfg.batch_size, resize=cfg.resize
+    )
 
 
 def open_set_check(expert: ExpertClassifier, mode: bool | str, weights: str) -> tuple[float | None, dict[str, Any]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fishcam.classify.crops import touches_edge
-from fishcam.classify.decide import vote
+from fishcam.classify.decide import track_vote, vote
 from fishcam.config import PolicyConfig
 from fishcam.types import UNCLASSIFIED_LABEL, Detections, Look, Origin, SpeciesCall, TrackSummary
 
@@ -133,9 +133,7 @@ class TrackLedger:
         chosen.sort(key=lambda i: (len(self._tracks[int(detections.track_id[i])].looks), -areas[i]))
         return np.asarray(chosen[: p.max_crops_per_frame], dtype=np.int64)
 
-    def _may_have_changed(
-        self, track: _Track, row: int, appearance: Callable[[int], np.ndarray | None] | None
-    ) -> bool:
+    def _may_have_changed(self, track: _Track, row: int, appearance: Callable[[int], np.ndarray | None] | None) -> bool:
         """Whether a due re-check needs a classification; if not, it counts as done."""
         if track.disturbed or appearance is None:
             return True
@@ -244,9 +242,10 @@ def summarize(
     """A track's summary from its boxes and looks: its species is the vote over every call."""
     calls = [look.call for look in looks if look.call is not None]
     if classifying:
-        label, score, origin, votes = vote(calls)
+        decided = track_vote(calls)
+        label, score, origin, votes, rank = decided.label, decided.score, decided.origin, decided.votes, decided.rank
     else:
-        label, score, origin, votes = UNCLASSIFIED_LABEL, 0.0, Origin.NONE, 0
+        label, score, origin, votes, rank = UNCLASSIFIED_LABEL, 0.0, Origin.NONE, 0, ""
     return TrackSummary(
         track_id=track_id,
         species=label,
@@ -266,6 +265,7 @@ def summarize(
         interpolated=interpolated,
         looks=looks,
         online_ids=online_ids,
+        rank=rank,
     )
 
 

@@ -73,6 +73,7 @@ class SpeciesModels:
     expert_threshold: float
     fallback_threshold: float
     open_set_threshold: float | None = None
+    roll_up: bool = True  # unsure fallback calls named at genus, family or order (classify.fallback.roll_up)
 
     def __post_init__(self) -> None:
         if self.expert is None and self.fallback is None:
@@ -131,8 +132,15 @@ class SpeciesModels:
             assert self.fallback is not None  # route() asks for it only when there is one
             probs = self.fallback.predict([crops_bgr[i] for i in unsure])
             for i, row in zip(unsure, probs, strict=True):
-                calls[i] = fallback_call(row, self.fallback.labels, self.fallback_threshold)
+                calls[i] = self.fallback_decision(row)
         return calls  # type: ignore[return-value]  # every None was replaced
+
+    def fallback_decision(self, probs: np.ndarray) -> SpeciesCall:
+        """The fallback's call on one crop's probabilities (rolled up when no species is sure)."""
+        fallback = self.fallback
+        assert fallback is not None
+        taxonomy = getattr(fallback, "taxonomy", None)
+        return fallback_call(probs, fallback.labels, self.fallback_threshold, taxonomy, self.roll_up)
 
     def without_fallback(self, expert_probs: np.ndarray | None) -> SpeciesCall:
         """The call when the fallback cannot answer (saturated, or it failed)."""
@@ -204,12 +212,8 @@ class SpeciesService:
         for key, probs in self._background.collect():
             with self._lock:
                 expert_probs = self._waiting.pop(key, None)
-            if probs is None:  # the fallback failed on it: the expert's unsure call stands
-                call = self.models.without_fallback(expert_probs)
-            else:
-                fallback = self.models.fallback
-                assert fallback is not None
-                call = fallback_call(probs, fallback.labels, self.models.fallback_threshold)
+            # probs None: the fallback failed on it, the expert's unsure call stands.
+            call = self.models.without_fallback(expert_probs) if probs is None else self.models.fallback_decision(probs)
             self._count(call.origin.value)
             out.append((key, call))
         return out

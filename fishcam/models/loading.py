@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import torch
 
     from fishcam.classify.expert import ExpertClassifier
-    from fishcam.classify.fallback import ZeroShotFallback
+    from fishcam.classify.fallback import OpenEndedFallback, ZeroShotFallback
     from fishcam.classify.species_list import SpeciesEntry
     from fishcam.config import DetectorConfig
     from fishcam.detect.yolo import YoloDetector
@@ -232,18 +232,54 @@ class LoadedClip:
 def load_fallback(
     model_ref: str,
     species: Sequence[SpeciesEntry],
-    templates: Sequence[str],
+    templates: str | Sequence[str] = "openai_imagenet",
     device: str = "auto",
     batch_size: int = 8,
     embeddings_dir: Path | None = None,
+    *,
+    prompt_form: str = "taxonomic_common",
+    resize: str = "squash",
 ) -> ZeroShotFallback:
     """The zero-shot fallback over a species list: the model loaded, the list's text embeddings
-    computed once and cached in ``embeddings_dir`` (default ``cache_dir("text-embeddings")``)."""
+    computed once and cached in ``embeddings_dir`` (default ``cache_dir("text-embeddings")``).
+    ``templates``: a named set (``openai_imagenet``) or format strings; ``resize``: ``squash``
+    (crops squashed to the model's size, as pybioclip feeds BioCLIP) or ``model`` (open_clip's own)."""
     from fishcam.classify.fallback import ZeroShotFallback, species_embeddings
+    from fishcam.classify.templates import resolve_templates
 
-    clip = load_clip(model_ref, device)
-    features = species_embeddings(clip, species, templates, embeddings_dir)
+    clip = with_resize(load_clip(model_ref, device), resize)
+    features = species_embeddings(clip, species, resolve_templates(templates), embeddings_dir, prompt_form)
     return ZeroShotFallback(clip, species, features, batch_size=batch_size)
+
+
+def load_open_ended(
+    model_ref: str,
+    embeddings: str | Path,
+    taxa: Sequence[str] = (),
+    device: str = "auto",
+    batch_size: int = 8,
+    *,
+    resize: str = "squash",
+) -> OpenEndedFallback:
+    """The open-ended fallback: the model and the Tree-of-Life embeddings at ``embeddings``
+    (memory-mapped), kept to ``taxa`` (names at any rank) when given."""
+    from fishcam.classify.fallback import OpenEndedFallback
+    from fishcam.classify.tree_of_life import read_tree_of_life
+
+    tree = read_tree_of_life(embeddings)
+    if taxa:
+        tree = tree.select(taxa)
+    fallback = OpenEndedFallback(with_resize(load_clip(model_ref, device), resize), tree, batch_size=batch_size)
+    fallback.check_dimension()
+    return fallback
+
+
+def with_resize(clip: LoadedClip, resize: str) -> LoadedClip:
+    """The clip with its crops squashed (no centre crop, bilinear, as pybioclip's transform) or as
+    its open_clip config says (``model``)."""
+    if resize != "squash":
+        return clip
+    return replace(clip, preprocess=replace(clip.preprocess, resize="squash", interpolation="bilinear"))
 
 
 CLIP_CONFIG = "open_clip_config.json"

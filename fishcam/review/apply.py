@@ -312,7 +312,10 @@ def _set_verdict(row: dict[str, str], verdict: Correction | None) -> None:
         row.update(counted="0", reason=f"not a fish (review: {verdict.reviewer})")
     else:
         if verdict.action == "species":
-            row["species"] = (verdict.species or "").strip()
+            given = (verdict.species or "").strip()
+            if given != row.get("species"):
+                row["rank"] = ""  # a reviewer's name: its rank is not stated
+            row["species"] = given
         row.update(counted="1", reason="", origin=REVIEW_ORIGIN, score="1.0000")  # a person is sure
     row.update(reviewed_by=verdict.reviewer, reviewed_at=verdict.at, review_action=verdict.action)
 
@@ -345,5 +348,5 @@ def _summary(
         first_time_s=float(row["first_time_s"]), last_time_s=float(row["last_time_s"]),
         detections=int(row["detections"]), observations=int(row.get("observations") or 0), votes=int(row["votes"]),
         frames=frames, frame_times_s=tuple(times[f] for f in frames), counted=row.get("counted", "1") != "0",
-        reason=row.get("reason", ""), **extra,  # type: ignore[arg-type]
+        reason=row.get("reason", ""), rank=row.get("rank", ""), **extra,  # type: ignore[arg-type]
     )  # fmt: skip

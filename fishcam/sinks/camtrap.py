@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fishcam import __version__
 from fishcam.classify.species_list import SpeciesEntry
+from fishcam.classify.taxonomy import RANKS
 from fishcam.errors import ConfigError, SourceError
 from fishcam.sinks.exports import DAMAGED, RunRecord, write_together
 from fishcam.sinks.files import csv_text, prepare_output_dir
@@ -171,7 +172,9 @@ def observation_rows(run: RunRecord, deployment: Deployment, taxa: dict[str, Spe
         start = deployment.start + timedelta(seconds=float(track["first_time_s"]))
         end = deployment.start + timedelta(seconds=float(track["last_time_s"]))
         event = f"{deployment.deployment_id}-track{track_id}"
-        decided = f"species by the {origin} ({track['votes']} votes)" if origin != "none" else "no species models"
+        rank = track.get("rank", "")
+        level = "species" if rank in ("", "species") else f"{rank} (no species sure)"
+        decided = f"{level} by the {origin} ({track['votes']} votes)" if origin != "none" else "no species models"
         if origin == "review":
             done = {"confirm": "species confirmed", "species": "species given"}.get(track.get("review_action", ""))
             decided = f"{done or 'reviewed'} by {by} in review"
@@ -271,7 +274,7 @@ def export_camtrap_dp(
         ])  # fmt: skip
         observations += observation_rows(run, dep, index)
     prepare_output_dir(out_dir)
-    package = descriptor([d for _, d in placed], runs, observations, index, info)
+    package = descriptor([d for _, d in placed], runs, observations, index, info, ranks_of(runs, index))
     # One package: its four files are replaced together or not at all (a reader never sees new
     # observations beside an old deployments table).
     files = {
@@ -284,12 +287,39 @@ def export_camtrap_dp(
     return list(files)
 
 
+def ranks_of(runs: list[RunRecord], taxa: dict[str, SpeciesEntry]) -> dict[str, str]:
+    """Each observed name's rank, as the tracks give it (``rank`` of tracks.csv: species, or the
+    genus, family or order a track was named to when no species was sure), else the list's."""
+    ranks: dict[str, str] = {}
+    for run in runs:
+        for track in run.tracks.values():
+            entry = taxa.get(track["species"].casefold())
+            name = entry.label if entry else track["species"]
+            rank = track.get("rank", "") or (entry.rank if entry else "")
+            if rank:
+                ranks.setdefault(name, rank)
+    return ranks
+
+
+def _higher_ranks(name: str, rank: str, entry: SpeciesEntry | None, taxa: dict[str, SpeciesEntry]) -> dict[str, str]:
+    """Camtrap DP's kingdom … genus of a taxon, from the species list (or what the Tree of Life
+    filled in): a genus a track was named to takes them from a listed species of that genus."""
+    if rank not in RANKS:
+        return {}
+    depth = RANKS.index(rank)
+    lineage = entry.lineage if entry else ()
+    if not lineage:
+        lineage = next((e.lineage for e in taxa.values() if len(e.lineage) > depth and e.lineage[depth] == name), ())
+    return {r: n for r, n in zip(RANKS[:depth], lineage, strict=False) if n}
+
+
 def descriptor(
     deployments: list[Deployment],
     runs: list[RunRecord],
     observations: list[list[Any]],
     taxa: dict[str, SpeciesEntry],
     info: PackageInfo,
+    ranks: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     lats = [d.latitude for d in deployments]
     lons = [d.longitude for d in deployments]
@@ -305,6 +335,10 @@ def descriptor(
     for name in names:
         entry = taxa.get(name.casefold())
         item: dict[str, Any] = {"scientificName": name}
+        rank = (ranks or {}).get(name, "")
+        if rank:
+            item["taxonRank"] = rank
+        item.update(_higher_ranks(name, rank, entry, taxa))
         if entry and len(entry.names) > 1:
             item["vernacularNames"] = {"eng": entry.names[1]}
         taxonomic.append(item)

@@ -21,13 +21,17 @@ from fishcam.types import CallRecord, Detections, Frame, SpeciesCount, TrackSumm
 TRACK_COLUMNS = (
     "track_id", "species", "score", "origin", "votes", "observations", "detections",
     "first_frame", "last_frame", "first_time_s", "last_time_s", "duration_s",
-    "mean_confidence", "counted", "reason", "online_ids",
+    "mean_confidence", "counted", "reason", "online_ids", "rank",
 )  # fmt: skip
-COUNT_COLUMNS = ("species", "unique_tracks", "max_n", "max_n_frame", "max_n_time_s", "first_seen_s", "last_seen_s")
+# ``rank`` (species, genus, family, order; empty for the expert's unranked classes) comes last in
+# each file, so readers by column name, and of older files, read on.
+COUNT_COLUMNS = (
+    "species", "unique_tracks", "max_n", "max_n_frame", "max_n_time_s", "first_seen_s", "last_seen_s", "rank",
+)  # fmt: skip
 DETECTION_COLUMNS = (
     "frame", "time_s", "track_id", "x1", "y1", "x2", "y2", "confidence", "class_id", "class_name", "interpolated",
 )  # fmt: skip
-CALL_COLUMNS = ("frame", "time_s", "track_id", "species", "score", "origin", "candidate")
+CALL_COLUMNS = ("frame", "time_s", "track_id", "species", "score", "origin", "candidate", "rank")
 
 
 @contextlib.contextmanager
@@ -114,6 +118,7 @@ def write_tracks(path: Path, tracks: Iterable[TrackSummary]) -> None:
             int(t.counted),
             t.reason,
             " ".join(str(i) for i in t.online_ids),
+            t.rank,
         )
         for t in sorted(tracks, key=lambda t: t.track_id)
     ]
@@ -130,6 +135,7 @@ def write_counts(path: Path, counts: Iterable[SpeciesCount]) -> None:
             f"{c.max_n_time_s:.3f}",
             f"{c.first_seen_s:.3f}",
             f"{c.last_seen_s:.3f}",
+            c.rank,
         )
         for c in counts
     ]
@@ -210,7 +216,7 @@ class CallsLog(CsvLog):
         for r in records:
             c = r.call
             self._writer.writerow(
-                (r.frame, f"{r.time_s:.3f}", r.track_id, c.label, f"{c.score:.4f}", c.origin.value, c.candidate)
+                (r.frame, f"{r.time_s:.3f}", r.track_id, c.label, f"{c.score:.4f}", c.origin.value, c.candidate, c.rank)
             )
 
 

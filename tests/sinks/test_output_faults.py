@@ -16,7 +16,7 @@ import pytest
 from builders import SAMPLES, interruptible
 
 from fishcam.app.cli import main
-from fishcam.sinks.files import DETECTION_COLUMNS, TRACK_COLUMNS
+from fishcam.sinks.files import COUNT_COLUMNS, DETECTION_COLUMNS, TRACK_COLUMNS
 
 SAMPLE = SAMPLES / "fixed_sample.mp4"
 COUNT_ONLY = ["--config", "configs/count-only.yaml"]
@@ -101,7 +101,7 @@ def test_disk_full_mid_run_is_one_line_and_leaves_valid_files(small_disk, capsys
     rows = _valid_csv(out / "detections.csv", len(DETECTION_COLUMNS))
     assert len(rows) > 1, "the run should have written detections before the disk filled"
     _valid_csv(out / "tracks.csv", len(TRACK_COLUMNS))
-    _valid_csv(out / "species_counts.csv", 7)
+    _valid_csv(out / "species_counts.csv", len(COUNT_COLUMNS))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] in {"running", "failed"}  # never "finished": the run did not finish
     if summary["status"] == "failed":  # the disk took the last small write: it says what the process exits with
