@@ -193,3 +193,74 @@ def test_a_deployment_lasts_the_files_frames_or_the_streams_wall_time():
         )
     )
     assert (_duration_s(video), _duration_s(stream)) == (8.0, 60.0)  # a stream drops frames: its clock counts
+
+
+GENUS_LIST = (
+    "scientific_name,common_name,kingdom,phylum,class,order,family,genus\n"
+    "Pterois volitans,red lionfish,Animalia,Chordata,Actinopterygii,Scorpaeniformes,Scorpaenidae,Pterois\n"
+    "Pterois miles,devil firefish,Animalia,Chordata,Actinopterygii,Scorpaeniformes,Scorpaenidae,Pterois\n"
+    "Gadus morhua,Atlantic cod,Animalia,Chordata,Actinopterygii,Gadiformes,Gadidae,Gadus\n"
+)
+
+
+def genus_level_run(out, list_path):
+    """A scripted run: the green fish's crops are 0.35/0.35 between the two lionfish (no species
+    sure at 0.6, their genus is: 0.7), the blue fish is a sure cod, the red one the expert's."""
+    from builders import ColourModel, colour_scene
+
+    from fishcam.app.compose import Components
+    from fishcam.app.run import run
+    from fishcam.classify.service import SpeciesModels
+    from fishcam.classify.species_list import read_species_list
+    from fishcam.classify.taxonomy import Taxonomy
+    from fishcam.config import load_config
+    from fishcam.detect.scripted import ScriptedDetector
+    from fishcam.sources.arrays import ArraySource
+
+    red, green, blue = (0, 0, 255), (0, 255, 0), (255, 0, 0)
+    fish = [
+        {"colour": red, "start": 0, "end": 49, "xy": (10, 20), "v": (3, 0), "wh": (40, 24)},
+        {"colour": green, "start": 5, "end": 59, "xy": (250, 120), "v": (-3, 0), "wh": (40, 24)},
+        {"colour": blue, "start": 10, "end": 59, "xy": (120, 180), "v": (1, -1), "wh": (40, 24)},
+    ]
+    images, script = colour_scene(fish, frames=60)
+    entries = read_species_list(list_path)
+    expert = ColourModel(["Tilapia", "Mullet"], {red: [0.9, 0.1], green: [0.5, 0.5], blue: [0.5, 0.5]})
+    fallback = ColourModel([e.label for e in entries], {green: [0.35, 0.35, 0.3], blue: [0.05, 0.05, 0.9]})
+    fallback.taxonomy = Taxonomy([e.lineage for e in entries], [e.rank for e in entries])
+    species = SpeciesModels(expert, fallback, expert_threshold=0.7, fallback_threshold=0.6)
+    config = load_config(None, ["render.video=false", f"classify.fallback.species_list={list_path}"])
+    code, _ = run(ArraySource(images, fps=10.0), config, out, Components(ScriptedDetector(script), species))
+    assert code == 0
+    return out
+
+
+def test_a_track_named_only_to_its_genus_is_counted_and_exported_as_that_genus(tmp_path):
+    list_path = tmp_path / "species.csv"
+    list_path.write_text(GENUS_LIST)
+    run_dir = genus_level_run(tmp_path / "run", list_path)
+    counts = {(r["species"], r["rank"]): r for r in read_csv(run_dir / "species_counts.csv")}
+    assert set(counts) == {("Pterois", "genus"), ("Gadus morhua", "species"), ("Tilapia", "")}
+    assert (counts[("Pterois", "genus")]["unique_tracks"], counts[("Pterois", "genus")]["max_n"]) == ("1", "1")
+    calls = read_csv(run_dir / "calls.csv")
+    assert {(c["species"], c["rank"], c["candidate"]) for c in calls if c["origin"] == "fallback"} == {
+        ("Pterois", "genus", "Pterois volitans"), ("Gadus morhua", "species", "Gadus morhua"),
+    }  # fmt: skip
+    out = tmp_path / "export"
+    args = ["export", str(run_dir), "--format", "camtrap-dp", "--out", str(out), "-q", "--latitude", "-16.86",
+            "--longitude", "145.87", "--start", START, "--taxa", str(list_path)]  # fmt: skip
+    assert main(args) == 0
+    descriptor = validate_package(out / "camtrap-dp", tmp_path)
+    taxa = {t["scientificName"]: t for t in descriptor["taxonomic"]}
+    assert taxa["Pterois"] == {
+        "scientificName": "Pterois", "taxonRank": "genus", "kingdom": "Animalia", "phylum": "Chordata",
+        "class": "Actinopterygii", "order": "Scorpaeniformes", "family": "Scorpaenidae",
+    }  # fmt: skip
+    assert taxa["Gadus morhua"]["taxonRank"] == "species" and taxa["Gadus morhua"]["genus"] == "Gadus"
+    assert taxa["Gadus morhua"]["vernacularNames"] == {"eng": "Atlantic cod"}
+    assert "taxonRank" not in taxa["Tilapia"]  # the expert's classes have no stated rank
+    (genus_obs,) = [o for o in read_csv(out / "camtrap-dp" / "observations.csv") if o["scientificName"] == "Pterois"]
+    assert (
+        genus_obs["observationType"] == "animal"
+        and "genus (no species sure) by the fallback" in genus_obs["observationComments"]
+    )
