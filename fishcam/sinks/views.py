@@ -241,6 +241,7 @@ class Evidence:
         for view in entry.views:
             view.file = f"{tid}/f{view.frame:07d}.jpg"
             self._write_bytes(self.out_dir / VIEWS_DIR / view.file, view.data())
+            view.jpeg = b""  # on disk now: a day-long live run keeps no JPEGs in memory
         self._closed[tid] = entry
         self._dirty = True
 
