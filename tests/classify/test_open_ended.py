@@ -112,3 +112,16 @@ def test_a_species_list_gets_its_missing_ranks_from_the_tree_of_life(tree_folder
         "Animalia Chordata Scorpaeniformes Scorpaenidae Pterois volitans with common name red lionfish"
     ]
     assert groper.lineage == ("", "", "", "", "", "Achoerodus", "Achoerodus viridis")  # not in the file: the list's
+
+
+def test_a_config_with_a_list_and_the_tree_of_life_prompts_with_the_filled_ranks(tree_folder, tiny_clip, tmp_path):
+    from fishcam.app.compose import build_fallback
+    from fishcam.config import load_config
+
+    config = load_config(None, [f"classify.fallback.model={tiny_clip}", "classify.fallback.device=cpu",
+                                f"classify.fallback.species_list={SAMPLES / 'species.txt'}",
+                                f"classify.fallback.open_ended={tree_folder}"])  # fmt: skip
+    fallback = build_fallback(config.classify.fallback)
+    assert fallback.labels[0] == "Pterois volitans" and len(fallback.labels) == 7  # the list is the label set
+    assert fallback.species[0].lineage[3:5] == ("Scorpaeniformes", "Scorpaenidae")
+    assert fallback.loaded.preprocess.resize == "squash"
