@@ -80,9 +80,9 @@ def parse_plain_list(text: str, origin: str = "species list") -> tuple[SpeciesEn
 
 
 def parse_species_csv(text: str, origin: str = "species list") -> tuple[SpeciesEntry, ...]:
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-    reader = csv.reader(io.StringIO("\n".join(lines)))
-    header = [h.strip().casefold() for h in next(reader, [])]
+    reader = csv.reader(io.StringIO(text))
+    rows = ((reader.line_num, row) for row in reader if not (row and row[0].lstrip().startswith("#")))
+    header = [h.strip().casefold() for h in next(rows, (0, []))[1]]
     unknown = [h for h in header if h not in CSV_COLUMNS]
     if unknown:
         close = difflib.get_close_matches(unknown[0], CSV_COLUMNS, n=1)
@@ -98,7 +98,7 @@ def parse_species_csv(text: str, origin: str = "species list") -> tuple[SpeciesE
         raise SpeciesListError(f"{origin}: column '{repeated[0]}' is given twice")
     entries: list[SpeciesEntry] = []
     seen: dict[str, int] = {}
-    for number, row in enumerate(reader, start=2):
+    for number, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):

@@ -103,6 +103,10 @@ def test_an_entry_above_species_names_its_rank():
         ("scientific_name,genus\nPterois,\n", "'Pterois' is one word"),
         ("scientific_name,genus,genus\nGadus morhua,Gadus,Gadus\n", "column 'genus' is given twice"),
         ("scientific_name,common_name\n", "no species under its header"),
+        (
+            "# my fish\nscientific_name,common_name\n# cod\nGadus morhua,cod\n,hake\n",
+            "line 5: scientific_name is blank",
+        ),
     ],
 )
 def test_each_csv_problem_is_one_clear_line(text, message):
