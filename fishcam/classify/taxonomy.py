@@ -62,6 +62,8 @@ class Taxonomy:
         self.ranks = tuple(ranks)
         self.codes: dict[str, np.ndarray] = {}
         self.groups: dict[str, list[Lineage]] = {}
+        self._known: dict[str, np.ndarray | None] = {}
+        self._known_codes: dict[str, np.ndarray] = {}
         for rank in ROLL_UP_RANKS:
             index: dict[Lineage, int] = {}
             codes = np.full(len(self.lineages), -1, dtype=np.int64)
@@ -71,6 +73,10 @@ class Taxonomy:
                     codes[i] = index.setdefault(key, len(index))
             self.codes[rank] = codes
             self.groups[rank] = list(index)
+            known = np.flatnonzero(codes >= 0)
+            # The labels known at this rank, and their groups (all of them: no indexing needed).
+            self._known[rank] = None if len(known) == len(codes) else known
+            self._known_codes[rank] = codes if len(known) == len(codes) else codes[known]
 
     def __len__(self) -> int:
         return len(self.lineages)
@@ -84,18 +90,18 @@ class Taxonomy:
         """The answer for one crop's probabilities over the labels: the best label when it
         reaches ``threshold``; else the lowest rank (genus, family, order) whose best group's
         summed probability does; else nothing sure (``rank`` ``""``, ``name`` ``""``)."""
-        probs = np.asarray(probs, dtype=np.float64)
+        probs = np.asarray(probs)
         best = int(np.argmax(probs))
         score = float(probs[best])
         if score >= threshold:
             return RollUp(True, "", self.ranks[best], score, self.lineages[best], best)
         for rank in ranks:
-            codes = self.codes[rank]
             groups = self.groups[rank]
             if not groups:
                 continue
-            known = codes >= 0
-            sums = np.bincount(codes[known], weights=probs[known], minlength=len(groups))
+            known = self._known[rank]
+            weights = probs if known is None else probs[known]
+            sums = np.bincount(self._known_codes[rank], weights=weights, minlength=len(groups))
             top = int(np.argmax(sums))
             if sums[top] >= threshold:
                 key = groups[top]
