@@ -399,14 +399,17 @@ def _cmd_classify(args: argparse.Namespace, config) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from fishcam.train.config import load_train_config
-    from fishcam.train.trainer import train
+    from fishcam.train.trainer import CHECKPOINT, train
 
     config = load_train_config(args.config, args.overrides)
     _terminate_on_sigterm()
     try:
         result = train(args.data, args.out, config, resume=args.resume, show_progress=not (args.quiet or args.log_json))
     except KeyboardInterrupt:
-        log.error("training interrupted: the last finished epoch is saved; continue with --resume")
+        if (args.out / CHECKPOINT).is_file():
+            log.error("training interrupted: the last finished epoch is saved; continue with --resume")
+        else:  # nothing to resume: --resume would only say so
+            log.error("training interrupted before its first epoch ended: nothing was saved; start it again")
         raise
     log.info(
         "best epoch %d (validation macro-F1 %.4f); expert manifest for fishcam run: %s",

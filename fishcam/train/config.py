@@ -84,6 +84,15 @@ class RembgConfig(_Section):
     home: str | None = Field(None, description="folder with the ONNX file; null: $U2NET_HOME, else ~/.u2net")
     cache_dir: str | None = Field(None, description="masks, once per image: null = ~/.cache/fishcam/rembg-masks")
     fill: tuple[int, int, int] = Field((0, 0, 0), description="BGR colour where the background was")
+    min_area: float = Field(
+        0.05, ge=0, le=1, description="a mask keeping less of the image than this share is bad: image shown whole"
+    )
+    max_area: float = Field(
+        0.97, gt=0, le=1, description="a mask keeping more than this share removed no background: shown whole"
+    )
+    min_centre: float = Field(
+        0.05, ge=0, le=1, description="a mask keeping less of the image's centre (middle half of each side) is bad"
+    )
 
 
 class BalanceConfig(_Section):
@@ -112,7 +121,9 @@ class Stage2Config(_Section):
     head_lr: float = Field(1e-4, gt=0, description="Adam learning rate of the head at the stage's start")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine ends at this share of each start LR")
     freeze_batchnorm: bool = Field(
-        False, description="keep batch-norm statistics fixed (small batches; ConvNeXt has no batch norm)"
+        True,
+        description="keep batch-norm statistics as stage 1 had them (false: re-estimated on the augmented "
+        "training batches, which made stage 2 lose accuracy, docs/training.md; ConvNeXt has no batch norm)",
     )
 
 
@@ -128,8 +139,12 @@ class EarlyStoppingConfig(_Section):
 class ExportConfig(_Section):
     """The exported expert and its evaluation report."""
 
-    target_accuracy: float = Field(
-        0.95, gt=0, le=1, description="fallback threshold: lowest confidence whose calls reach this accuracy on val"
+    target_precision: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="fallback threshold: expert calls at or above it, and those just above it, are right this "
+        "share of the time on val (docs/training.md)",
     )
     open_set_keep: float | None = Field(
         0.95,

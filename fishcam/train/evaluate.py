@@ -54,9 +54,11 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
         if present[i] or predicted[i] > 0
     ]
     mean = (lambda a: float(a[present].mean())) if present.any() else (lambda a: 0.0)
+    right = int((y_true == y_pred).sum())
     return {
         "images": len(y_true),
-        "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
+        "accuracy": right / len(y_true) if len(y_true) else 0.0,
+        "accuracy_ci95": [round(v, 4) for v in wilson_interval(right, len(y_true))],
         "macro_precision": mean(precision),
         "macro_recall": mean(recall),
         "macro_f1": mean(f1),
@@ -66,30 +68,108 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
     }
 
 
-def fallback_threshold(scores: np.ndarray, correct: np.ndarray, target_accuracy: float) -> dict[str, Any]:
-    """The lowest confidence at which the calls kept (score ≥ threshold) are right at least
-    ``target_accuracy`` of the time: below it the expert is wrong too often and the fallback
-    should decide. Chosen on validation data; the most calls kept that reach the target."""
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95 % for z = 1.96): honest at 0 or n successes
+    and on small n, where the normal approximation claims a zero-width interval."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def epoch_selection(history: Sequence[dict[str, Any]], best_epoch: int, val_images: int) -> dict[str, Any]:
+    """Could the validation split tell the epochs apart? ``history``: the rows of history.csv.
+
+    Says which epochs tie with the best validation macro-F1 (the earliest is kept), whether the
+    split is saturated (the best epoch made no mistake on it, so later gains cannot show), which
+    epochs' validation accuracies fall inside the best epoch's 95 % Wilson interval (the split is
+    too small to separate them), and how each stage's best compares."""
+    best = next(r for r in history if r["epoch"] == best_epoch)
+    correct = round(best["val_accuracy"] * val_images)
+    low, high = wilson_interval(correct, val_images)
+    others = [r for r in history if r["epoch"] != best_epoch]
+    ties = [r["epoch"] for r in others if abs(r["val_macro_f1"] - best["val_macro_f1"]) < 1e-9]
+    within = [r["epoch"] for r in others if low <= r["val_accuracy"] <= high]
+    stages = {}
+    for stage in sorted({r["stage"] for r in history}):
+        rows = [r for r in history if r["stage"] == stage]
+        top = max(rows, key=lambda r: (r["val_macro_f1"], -r["epoch"]))
+        stages[f"stage{stage}"] = {"best_epoch": top["epoch"], "val_macro_f1": top["val_macro_f1"],
+                                   "val_accuracy": top["val_accuracy"]}  # fmt: skip
+    notes = []
+    if correct == val_images:
+        notes.append(f"validation is saturated: the best epoch made no mistake on its {val_images} images")
+    if ties:
+        notes.append(f"epoch(s) {', '.join(map(str, ties))} tie with epoch {best_epoch}; the earliest is kept")
+    if within:
+        notes.append(
+            f"{len(within)} other epoch(s) score inside epoch {best_epoch}'s 95 % interval "
+            f"[{low:.3f}, {high:.3f}] on {val_images} validation images: the split is too small to separate them"
+        )
+    if "stage1" in stages and "stage2" in stages:
+        one, two = stages["stage1"], stages["stage2"]
+        if two["val_macro_f1"] <= one["val_macro_f1"]:
+            notes.append(
+                f"stage 2 did not beat stage 1 on validation (macro-F1 {two['val_macro_f1']:.3f} vs "
+                f"{one['val_macro_f1']:.3f}): the exported weights are stage 1's"
+            )
+    return {
+        "validation_images": val_images, "best_epoch": best_epoch, "best_val_accuracy": best["val_accuracy"],
+        "best_val_accuracy_ci95": [round(low, 4), round(high, 4)], "one_image": round(1 / max(val_images, 1), 4),
+        "ties": ties, "saturated": correct == val_images, "within_interval": within, "stages": stages,
+        "separable": not (ties or within or correct == val_images), "notes": notes,
+    }  # fmt: skip
+
+
+def fallback_threshold(
+    scores: np.ndarray, correct: np.ndarray, target_precision: float, band: int | None = None
+) -> dict[str, Any]:
+    """The confidence at or above which the expert's calls are trusted (below it the fallback
+    decides), chosen on validation calls (``scores``: each call's confidence, ``correct``: was it
+    right) for a precision of ``target_precision``.
+
+    A threshold ``t`` qualifies when (a) the calls at or above ``t`` were right at least
+    ``target_precision`` of the time, and (b) so were the calls just above ``t`` (the ``band``
+    lowest-scored kept calls, default 10 % of the calls, at least 5), estimated half from
+    validation and half from the model's own confidence in them: (right + Σ score) / (2 · band).
+    (b) is what keeps a small validation split without mistakes from vouching for calls the model
+    itself doubts: 72 right calls down to a confidence of 0.22 would otherwise make 0.22 the
+    threshold, and a rock named at 0.29 an expert call. The lowest qualifying threshold is chosen
+    (the most calls kept); a call is kept or dropped with its equals."""
     scores, correct = np.asarray(scores, dtype=float), np.asarray(correct, dtype=bool)
-    if not len(scores):
-        return {"threshold": None, "coverage": 0.0, "accuracy_kept": None, "target_accuracy": target_accuracy}
+    n = len(scores)
+    record: dict[str, Any] = {"target_precision": target_precision, "validation_images": n}
+    if not n:
+        return {"threshold": None, "coverage": 0.0, "precision_kept": None, "precision_ci95": None, **record}
+    k = min(n, band if band is not None else max(5, round(0.1 * n)))
     order = np.argsort(-scores, kind="stable")
-    running = np.cumsum(correct[order]) / np.arange(1, len(scores) + 1)
-    sorted_scores = scores[order]
-    # A cut can only fall between distinct scores: a call is kept or dropped with its equals.
+    sorted_scores, sorted_correct = scores[order], correct[order].astype(float)
+    kept_n = np.arange(1, n + 1)
+    running = np.cumsum(sorted_correct) / kept_n
+    # the band of each cut: the last min(k, i) kept calls
+    csum_c, csum_s = np.r_[0, np.cumsum(sorted_correct)], np.r_[0, np.cumsum(sorted_scores)]
+    start = np.maximum(kept_n - k, 0)
+    width = kept_n - start
+    band_estimate = (csum_c[kept_n] - csum_c[start] + csum_s[kept_n] - csum_s[start]) / (2 * width)
     last_of_value = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
-    ok = np.flatnonzero((running >= target_accuracy) & last_of_value)
+    ok = np.flatnonzero((running >= target_precision) & (band_estimate >= target_precision) & last_of_value)
     if not len(ok):
         threshold, kept = float(min(1.0, sorted_scores[0] + 1e-6)), 0
     else:
         kept = int(ok[-1]) + 1
         threshold = float(sorted_scores[kept - 1])
+    right = int(sorted_correct[:kept].sum())
     return {
         "threshold": round(threshold, 4),
-        "coverage": kept / len(scores),
-        "accuracy_kept": float(running[kept - 1]) if kept else None,
-        "target_accuracy": target_accuracy,
-        "validation_images": len(scores),
+        "coverage": kept / n,
+        "precision_kept": right / kept if kept else None,
+        "precision_ci95": [round(v, 4) for v in wilson_interval(right, kept)] if kept else None,
+        "band_estimate": round(float(band_estimate[kept - 1]), 4) if kept else None,
+        "band": k,
+        "lowest_validation_score": round(float(sorted_scores[-1]), 4),
+        **record,
     }
 
 
@@ -169,7 +249,7 @@ def markdown_report(report: dict[str, Any]) -> str:
         "| measure | value |",
         "|---|---|",
         f"| images | {report['images']} |",
-        f"| accuracy | {report['accuracy']:.4f} |",
+        f"| accuracy | {report['accuracy']:.4f} (95 % interval {_interval(report)}) |",
         f"| macro precision | {report['macro_precision']:.4f} |",
         f"| macro recall | {report['macro_recall']:.4f} |",
         f"| macro F1 | {report['macro_f1']:.4f} |",
@@ -187,6 +267,12 @@ def markdown_report(report: dict[str, Any]) -> str:
             f"| open-set threshold (validation, prototype cosine) | {open_set['threshold']:.3f} "
             f"(keeps {open_set['kept']:.0%} of validation images{test}) |"
         )
+    selection = report.get("selection")
+    if isinstance(selection, dict):
+        n, one = selection["validation_images"], selection["one_image"]
+        lines += ["", f"Best epoch {selection['best_epoch']} by validation macro-F1, on {n} validation images "
+                  f"(one image = {one:.1%})."]  # fmt: skip
+        lines += [f"- {note}" for note in selection["notes"]]
     lines += ["", "| class | precision | recall | f1-score | support |", "|---|---|---|---|---|"]
     for row in report["per_class"]:
         lines.append(
@@ -194,6 +280,12 @@ def markdown_report(report: dict[str, Any]) -> str:
         )
     lines += ["", "Macro means are over the classes present in the data.", "", "![confusion](confusion.png)", ""]
     return "\n".join(lines)
+
+
+def _interval(report: dict[str, Any]) -> str:
+    low, high = report.get("accuracy_ci95") or wilson_interval(round(report["accuracy"] * report["images"]),
+                                                               report["images"])  # fmt: skip
+    return f"{low:.3f}–{high:.3f}"
 
 
 def _write_predictions(out_dir, samples, y_true, y_pred, scores, labels) -> None:
@@ -282,7 +374,21 @@ def evaluate_expert(
         "evaluating %s on %d images of %d classes", expert.spec.name, len(samples), len({s.label for s in samples})
     )
     probs = predict_samples(expert.predict, samples, batch_size)
+    split_name = evaluated_split(Path(data), split)
     return write_reports(
-        Path(out_dir), samples, probs, expert.labels, f"{expert.spec.name} on {Path(data).name}",
-        extra={"expert": expert.describe(), "skipped": skipped}, gallery_max=gallery_max,
+        Path(out_dir), samples, probs, expert.labels, f"{expert.spec.name} on {Path(data).name}: {split_name}",
+        extra={"expert": expert.describe(), "skipped": skipped, "split": split_name}, gallery_max=gallery_max,
     )  # fmt: skip
+
+
+def evaluated_split(source: Path, split: str | None) -> str:
+    """What ``read_labelled`` reads of ``source``, for report titles: "<split> split" (given splits:
+    folders, default test; a CSV's split column with ``--split``) or "all images"."""
+    if source.is_file():
+        import csv
+
+        with source.open(newline="", encoding="utf-8-sig") as handle:
+            given = any((row.get("split") or "").strip() for row in csv.DictReader(handle))
+        return f"{split} split" if given and split else "all images"
+    given = (source / "train").is_dir() or (source / (split or "test")).is_dir()
+    return f"{split or 'test'} split" if given else "all images"

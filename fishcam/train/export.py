@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +43,14 @@ def export_expert(
     torch.save(state, pth)
     safetensors = out_dir / f"{spec.name}.safetensors"
     save_file(state, str(safetensors), metadata={"format": "pt", "fishcam": "expert"})
+    same_mode_as(pth, safetensors)
     (out_dir / "labels.txt").write_text("\n".join(spec.labels) + "\n", encoding="utf-8")
     manifest = manifest_fields(spec, safetensors.name, hub.sha256_file(safetensors))
     if fallback_threshold is not None:
         manifest["fallback_threshold"] = fallback_threshold
     if open_set is not None:
         manifest["open_set"] = write_open_set(out_dir, spec.name, *open_set)
+        same_mode_as(pth, out_dir / manifest["open_set"]["prototypes"])
     if metrics is not None:
         manifest["metrics"] = metrics
     if training is not None:
@@ -54,6 +58,12 @@ def export_expert(
     path = write_manifest(out_dir / f"{spec.name}.json", manifest)
     log.info("expert exported: %s (manifest), %s (model card format)", path, pth.name)
     return path
+
+
+def same_mode_as(reference: Path, path: Path) -> None:
+    """safetensors writes its files 0600 whatever the umask; give them the mode of the files
+    beside them (written as the umask says), so whoever may read the expert may read all of it."""
+    os.chmod(path, stat.S_IMODE(reference.stat().st_mode))
 
 
 def manifest_fields(spec: ExpertSpec, weights: str, sha256: str) -> dict[str, Any]:

@@ -3,6 +3,8 @@ images, out-of-memory advice, and the progress bar."""
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from typing import Any
 
@@ -15,6 +17,8 @@ from fishcam.models.expert_spec import Preprocess
 from fishcam.train import balance
 from fishcam.train.config import TrainConfig
 from fishcam.train.data import Sample, read_image
+
+log = logging.getLogger(__name__)
 
 
 class TrainSet(Dataset):
@@ -56,6 +60,16 @@ class EvalSet(Dataset):
         return torch.from_numpy(to_batch([image], self.pre)[0])
 
 
+def one_thread_each(_worker: int) -> None:
+    """A DataLoader worker decodes and augments one image at a time: one thread for torch and one
+    for OpenCV, instead of a pool per library per worker, all competing with the training
+    process's own torch threads for the same cores."""
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
 class guard_memory:
     """Out of memory becomes a TrainingError with the batch size to try."""
 
@@ -81,14 +95,21 @@ class guard_memory:
 
 
 class Bar:
-    """A rich progress bar on stderr (images, images/s, running loss); silent when disabled."""
+    """Progress on stderr (images, images/s, running loss): a rich bar on a terminal; elsewhere (a
+    log file, a pipe, a service) a plain log line every ``LOG_EVERY_S`` seconds, so that a log
+    holds no bar frames or blank lines; silent when disabled."""
 
-    def __init__(self, enabled: bool, label: str, total: int) -> None:
+    LOG_EVERY_S = 30.0
+
+    def __init__(self, enabled: bool, label: str, total: int, interactive: bool | None = None) -> None:
         self.enabled, self.label, self.total = enabled, label, total
-        self._progress: Any = None  # rich's Progress while enabled
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self._progress: Any = None  # rich's Progress while enabled on a terminal
+        self._done = 0
 
     def __enter__(self) -> Bar:
-        if self.enabled:
+        self._started = self._logged = time.perf_counter()
+        if self.enabled and self.interactive:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -99,15 +120,21 @@ class Bar:
             )  # fmt: skip
             self._progress.start()
             self._task = self._progress.add_task(self.label, total=self.total, rate=0.0, loss="")
-            self._started = time.perf_counter()
         return self
 
     def advance(self, n: int, loss: float | None = None) -> None:
+        self._done += n
+        now = time.perf_counter()
+        rate = self._done / max(now - self._started, 1e-9)
         if self._progress is not None:
-            rate = self._progress.tasks[0].completed + n
             self._progress.update(
-                self._task, advance=n, rate=rate / max(time.perf_counter() - self._started, 1e-9),
-                loss="" if loss is None else f"loss {loss:.3f}",
+                self._task, advance=n, rate=rate, loss="" if loss is None else f"loss {loss:.3f}"
+            )  # fmt: skip
+        elif self.enabled and now - self._logged >= self.LOG_EVERY_S and self._done < self.total:
+            self._logged = now
+            log.info(
+                "%s: %d/%d images, %.1f img/s%s", self.label, self._done, self.total, rate,
+                "" if loss is None else f", loss {loss:.3f}",
             )  # fmt: skip
 
     def __exit__(self, *exc) -> None:

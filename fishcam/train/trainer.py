@@ -30,8 +30,8 @@ from fishcam.train import balance, evaluate, extras
 from fishcam.train.config import TrainConfig
 from fishcam.train.data import Sample, Splits, load_splits
 from fishcam.train.export import OpenSetResult, export_expert
-from fishcam.train.loop import Bar, EvalSet, TrainSet, guard_memory
-from fishcam.train.model import expert_spec, head_module, initialise
+from fishcam.train.loop import Bar, EvalSet, TrainSet, guard_memory, one_thread_each
+from fishcam.train.model import expert_spec, head_module, initial_weights, initialise
 from fishcam.train.state import EpochRecord, TrainingState, ValScores, atomic_save, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ def train(
     extras.require("train", extras.REPORTS + (extras.BACKGROUND_REMOVAL if removes_background else ()))
     out_dir = Path(out_dir)
     saved = _previous_run(out_dir, cfg, resume)
+    if saved is None:
+        initial_weights(cfg.model)  # no weights for the backbone: stop before any work
     out_dir.mkdir(parents=True, exist_ok=True)
     run, balance_report, initialised = _set_up(data, out_dir, cfg, saved, show_progress)
     state = saved if saved is not None else TrainingState(cfg.to_dict(), initialised)
@@ -114,9 +116,13 @@ def _set_up(
         raise DatasetError("no validation images: set data.val_fraction above 0 or give a val/ split")
     plans = balance.plan(splits.train, splits.labels, cfg.balance)
     balance_report = balance.balance_report(plans)
-    _write_json(out_dir / "balance_report.json", balance_report)
     _log_balance(plans)
-    remover = balance.BackgroundRemover(cfg.balance.rembg) if cfg.balance.rembg.probability > 0 else None
+    remover = None
+    if cfg.balance.rembg.probability > 0:
+        remover = balance.BackgroundRemover(cfg.balance.rembg)
+        with Bar(show_progress, "background removal masks", len(splits.train)) as bar:
+            balance_report["background_removal"] = remover.prepare(splits.train, bar.advance)
+    _write_json(out_dir / "balance_report.json", balance_report)
     model, spec, initialised = _build_model(cfg, splits.labels, saved)
     model.to(device)
     run = _Run(model, spec, cfg, device, amp, splits, plans, remover, out_dir, show_progress)
@@ -207,6 +213,7 @@ class _Run:
         return DataLoader(
             dataset, batch_size=batch_size, shuffle=False, num_workers=self.cfg.num_workers,
             pin_memory=self.device.startswith("cuda"), persistent_workers=False,
+            worker_init_fn=one_thread_each if self.cfg.num_workers else None,
         )  # fmt: skip
 
     def eval_loader(self, samples: list[Sample]) -> DataLoader:
@@ -380,22 +387,24 @@ def _open_set(run: _Run, features: torch.nn.Module | None, val_features: np.ndar
 
 
 def _fallback_threshold(run: _Run, val_probs: np.ndarray) -> dict[str, Any]:
-    """The confidence below which the fallback should decide, chosen on validation."""
+    """The confidence below which the fallback should decide, chosen on validation for the
+    precision of the expert's calls (evaluate.fallback_threshold)."""
     cfg, splits = run.cfg, run.splits
     val_true = evaluate.label_indices(splits.val, splits.labels)
-    fallback = evaluate.fallback_threshold(
-        val_probs.max(1), val_probs.argmax(1) == val_true, cfg.export.target_accuracy
-    )
+    target = cfg.export.target_precision
+    fallback = evaluate.fallback_threshold(val_probs.max(1), val_probs.argmax(1) == val_true, target)
     if fallback["coverage"]:
+        low, high = fallback["precision_ci95"]
         log.info(
-            "recommended fallback threshold %.3f: calls at or above it were right %.1f%% of the time on "
-            "validation (%.0f%% of calls)",
-            fallback["threshold"], 100 * fallback["accuracy_kept"], 100 * fallback["coverage"],
+            "recommended fallback threshold %.3f: expert calls at or above it were right %.1f%% of the time on "
+            "validation (95%% interval %.1f–%.1f%%, target %.0f%%), %.0f%% of calls; below it the fallback decides",
+            fallback["threshold"], 100 * fallback["precision_kept"], 100 * low, 100 * high, 100 * target,
+            100 * fallback["coverage"],
         )  # fmt: skip
     else:
         log.warning(
-            "no confidence level reaches export.target_accuracy %.2f on validation: recommended fallback "
-            "threshold %.3f (the fallback decides every call)", cfg.export.target_accuracy, fallback["threshold"],
+            "no confidence level reaches export.target_precision %.2f on validation: recommended fallback "
+            "threshold %.3f (the fallback decides every call)", target, fallback["threshold"],
         )  # fmt: skip
     return fallback
 
@@ -411,7 +420,12 @@ def _held_out_report(
     if not splits.test:
         log.warning("no test images: the report below is on the validation split, which chose the best epoch")
     samples = splits.split(split_name)
-    extra: dict[str, Any] = {"split": split_name, "best_epoch": state.best_epoch, "fallback_threshold": fallback}
+    selection = evaluate.epoch_selection([r.row() for r in state.history], state.best_epoch, len(splits.val))
+    for note in selection["notes"]:
+        log.warning("epoch selection: %s", note)
+    extra: dict[str, Any] = {
+        "split": split_name, "best_epoch": state.best_epoch, "selection": selection, "fallback_threshold": fallback,
+    }  # fmt: skip
     if split_name == "val":
         probs = val_probs
     elif calibrated is not None and features is not None:
