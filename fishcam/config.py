@@ -261,8 +261,9 @@ class FallbackConfig(_Section):
     )
     open_ended: str | None = Field(
         None,
-        description="the Tree-of-Life embeddings (a folder with txt_emb_species.npy and .json, docs/models.md): "
-        "without a species list, the fallback ranks every species in them; with one, they fill the list's ranks",
+        description="the Tree-of-Life embeddings (a folder with txt_emb_species.npy and .json, or the .npy's pinned "
+        "URL for fishcam models fetch; docs/models.md): without a species list, the fallback ranks every species in "
+        "them; with one, they fill the list's ranks",
     )
     open_ended_taxa: list[str] = Field(
         [],

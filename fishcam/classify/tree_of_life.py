@@ -90,9 +90,22 @@ class TreeOfLife:
         )
 
 
+def json_ref(ref: str) -> str:
+    """The taxa JSON's reference beside an embeddings reference (a URL or a path to the .npy)."""
+    return ref[: -len(".npy")] + ".json" if ref.endswith(".npy") else ref
+
+
 def embedding_files(path: str | Path) -> tuple[Path, Path]:
     """The .npy and .json of ``path``: the .npy itself, or a folder holding them (directly or in
-    ``embeddings/``, the dataset repository's layout)."""
+    ``embeddings/``, the dataset repository's layout), or a pinned ``https://`` URL of the .npy
+    that ``fishcam models fetch`` downloaded with its .json (never downloaded here)."""
+    if str(path).startswith(("https://", "http://")):
+        from fishcam.models import hub
+
+        ref = str(path)
+        if not ref.endswith(".npy"):
+            raise ConfigError(f"classify.fallback.open_ended: {ref} must name the {EMBEDDINGS_FILE} file")
+        return hub.resolve(ref, "open_ended"), hub.resolve(json_ref(ref), "open_ended")
     path = Path(path).expanduser()
     if path.is_dir():
         for folder in (path, path / "embeddings"):

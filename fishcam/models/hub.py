@@ -123,6 +123,7 @@ CONFIG_KEYS = {
     "detector": "detector.weights",
     "expert": "classify.expert.weights",
     "fallback": "classify.fallback.model",
+    "open_ended": "classify.fallback.open_ended",
 }
 
 

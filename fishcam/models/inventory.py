@@ -26,6 +26,13 @@ def models_of(config: Config) -> list[tuple[str, str]]:
     if config.classify.enabled:
         wanted.append(("expert", expert_weights(config.classify.expert.weights)))
         wanted.append(("fallback", config.classify.fallback.model))
+        open_ended = config.classify.fallback.open_ended
+        if open_ended:  # the Tree-of-Life embeddings: a URL of the .npy brings its .json too
+            from fishcam.classify.tree_of_life import json_ref
+
+            wanted.append(("open_ended", open_ended))
+            if hub.parse_ref(open_ended) is not None:
+                wanted.append(("open_ended", json_ref(open_ended)))
     return wanted
 
 

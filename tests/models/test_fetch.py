@@ -229,3 +229,25 @@ def test_a_file_unlike_the_git_blob_of_its_commit_is_not_kept(trusted, tmp_path,
     with pytest.raises(ModelError, match="is not the file of git blob eeeeeeeeeeee"):
         download.fetch(url)
     assert not hub.UrlRef(url).cache_path().exists()
+
+
+def test_the_tree_of_life_embeddings_are_fetched_as_a_pinned_pair_and_read_offline(trusted, tmp_path, tiny_clip):
+    from builders import TOL_FISH, save_tree_of_life
+
+    from fishcam.classify.tree_of_life import read_tree_of_life
+
+    made = save_tree_of_life(tmp_path / "tol", TOL_FISH, dim=768, filler=20) / "embeddings"
+    for name in ("txt_emb_species.npy", "txt_emb_species.json"):
+        _serve(trusted, name, made / name)
+    url = f"{trusted['base']}/datasets/imageomics/TreeOfLife-200M/resolve/{'a' * 40}/embeddings/txt_emb_species.npy"
+    with pytest.raises(MissingModelError, match=r"txt_emb_species\.npy is not on this machine.*fishcam models fetch"):
+        read_tree_of_life(url)  # never downloaded by a run
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        f"detector:\n  weights: {TEST_DETECTOR}\nclassify:\n  expert:\n    weights: {tmp_path / 'expert.pt'}\n"
+        f"  fallback:\n    model: {tiny_clip}\n    open_ended: {url}\n"
+    )
+    assert main(["models", "fetch", "--config", str(config)]) == 0
+    tree = read_tree_of_life(url)
+    assert tree.features.shape == (768, len(TOL_FISH) + 20) and tree.labels[0] == "Pterois volitans"
+    assert pins.get(url)["sha256"] == hashlib.sha256((made / "txt_emb_species.npy").read_bytes()).hexdigest()
