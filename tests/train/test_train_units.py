@@ -266,3 +266,38 @@ def test_no_imagenet_weights_offline_stops_before_training_in_one_line(tmp_path,
     for way in ("--config configs/train-offline.yaml", "model.pretrained=PATH", "model.pretrained=none"):
         assert way in message
     assert not (out / "checkpoints").exists()
+
+
+def test_interrupt_before_the_first_epoch_does_not_advise_resume(tmp_path, monkeypatch, capfd):
+    from fishcam.train import trainer
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer._Run, "baseline", interrupted)  # Ctrl-C while validating before epoch 1
+    data = _folder(tmp_path / "d", {"a": 6, "b": 6})
+    args = ["train", str(data), "--out", str(tmp_path / "o"), "-q", "--set", "model.pretrained=none",
+            "--set", "balance.rembg.probability=0", "--set", "preprocess.size=32"]  # fmt: skip
+    assert main(args) == 130
+    err = capfd.readouterr().err
+    assert "before its first epoch ended: nothing was saved; start it again" in err and "--resume" not in err
+    monkeypatch.undo()
+    assert main([*args, "--set", "stage1.epochs=1", "--set", "stage2.epochs=0"]) == 0  # started again, as told
+
+
+def test_progress_off_a_terminal_is_log_lines_not_bar_frames(caplog, capfd):
+    import logging
+
+    from fishcam.train.loop import Bar
+
+    caplog.set_level(logging.INFO, logger="fishcam.train.loop")
+    bar = Bar(True, "stage 1 epoch 1/6", 30, interactive=False)
+    bar.LOG_EVERY_S = 0.0
+    with bar:
+        for _ in range(3):
+            bar.advance(10, loss=0.5)
+    err = capfd.readouterr().err
+    assert "\x1b" not in err and "━" not in err and "\r" not in err  # no bar drawn
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("stage 1 epoch 1/6: 10/30 images,") and lines[0].endswith("loss 0.500")
+    assert len(lines) == 2  # the end is the epoch's own log line
