@@ -268,7 +268,8 @@ class FallbackConfig(_Section):
     open_ended_taxa: list[str] = Field(
         [],
         description="open-ended without a list: keep only the species under these taxa, at any rank "
-        "(e.g. [Elasmobranchii, Perciformes]); empty: the whole Tree of Life",
+        "(e.g. [Elasmobranchii, Perciformes]), or those of a regional list file (.txt or .csv, the species list "
+        "forms: their precomputed embeddings, nothing to encode); empty: the whole Tree of Life",
     )
     threshold: float = Field(0.35, ge=0, le=1, description='fallback calls below this are "unknown"')
     roll_up: bool = Field(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fishcam.classify.species_list import SpeciesEntry, with_lineage
+from fishcam.classify.species_list import SpeciesEntry, read_species_list, with_lineage
 from fishcam.classify.taxonomy import RANKS, Lineage
 from fishcam.errors import ConfigError, ModelError
 
@@ -65,8 +65,12 @@ class TreeOfLife:
 
     def select(self, taxa: Sequence[str]) -> TreeOfLife:
         """Only the columns under any of ``taxa`` (names at any rank, any case: ``Elasmobranchii``,
-        ``Perciformes``, ``Pterois``, ``Pterois volitans``); a name that matches nothing is an error."""
-        wanted = {t.strip().casefold(): t.strip() for t in taxa if t.strip()}
+        ``Perciformes``, ``Pterois``, ``Pterois volitans``), or under the names of a species list
+        file among them (a regional list: its species keep their precomputed columns, no text is
+        encoded). A name given in the config that matches nothing is an error; a list's names
+        missing from the Tree of Life (synonyms, new species) are logged and left out."""
+        names, listed = taxa_names(taxa)
+        wanted = {t.casefold(): t for t in [*names, *listed]}
         keep = np.zeros(len(self.lineages), dtype=bool)
         found: set[str] = set()
         for i, lineage in enumerate(self.lineages):
@@ -74,7 +78,13 @@ class TreeOfLife:
             if hits:
                 keep[i] = True
                 found |= hits
-        missing = [wanted[k] for k in wanted if k not in found]
+        missing = [name for name in names if name.casefold() not in found]
+        unlisted = [name for name in listed if name.casefold() not in found]
+        if unlisted:
+            log.warning(
+                "open-ended: %d of %d names of the regional list are not in %s, left out: %s", len(unlisted),
+                len(listed), self.path, ", ".join(unlisted[:5]) + (" …" if len(unlisted) > 5 else ""),
+            )  # fmt: skip
         if missing:
             raise ConfigError(
                 f"classify.fallback.open_ended_taxa: {', '.join(missing)} not in {self.path} at any rank "
@@ -86,8 +96,22 @@ class TreeOfLife:
             lineages=tuple(self.lineages[i] for i in columns),
             common_names=tuple(self.common_names[i] for i in columns),
             path=self.path,
-            filtered_by=tuple(wanted.values()),
+            filtered_by=tuple(str(t) for t in taxa),
         )
+
+
+def taxa_names(taxa: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(names given as they are, names read from the species list files among ``taxa``): an item
+    that is an existing ``.txt`` or ``.csv`` file is a list in either species-list form."""
+    names, listed = [], []
+    for item in taxa:
+        text = str(item).strip()
+        path = Path(text).expanduser()
+        if path.suffix.casefold() in {".txt", ".csv"} and path.is_file():
+            listed += [entry.label for entry in read_species_list(path)]
+        elif text:
+            names.append(text)
+    return names, listed
 
 
 def json_ref(ref: str) -> str:

@@ -125,3 +125,14 @@ def test_a_config_with_a_list_and_the_tree_of_life_prompts_with_the_filled_ranks
     assert fallback.labels[0] == "Pterois volitans" and len(fallback.labels) == 7  # the list is the label set
     assert fallback.species[0].lineage[3:5] == ("Scorpaeniformes", "Scorpaenidae")
     assert fallback.loaded.preprocess.resize == "squash"
+
+
+def test_a_regional_list_keeps_its_species_precomputed_columns(tree_folder, tmp_path, caplog):
+    regional = tmp_path / "moore-reef.txt"
+    regional.write_text("Pterois volitans; red lionfish\nThalassoma lunare; moon wrasse\nAchoerodus viridis; groper\n")
+    tree = read_tree_of_life(tree_folder).select([str(regional), "Elasmobranchii"])
+    assert tree.labels == ("Pterois volitans", "Thalassoma lunare", "Carcharhinus melanopterus", "Taeniura lymma")
+    full = np.load(tree_folder / "embeddings" / "txt_emb_species.npy")
+    assert np.array_equal(tree.features, full[:, [0, 2, 4, 5]])  # the authors' own embeddings, nothing encoded
+    # A list's name missing from the Tree of Life is said and left out, not fatal.
+    assert "1 of 3 names of the regional list are not in" in caplog.text and "Achoerodus viridis" in caplog.text
