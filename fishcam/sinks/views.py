@@ -5,7 +5,7 @@ species' MaxN frame.
 boxes the pipeline cut), at most ``max_views`` a track, with ``views/index.json``::
 
     {"version": 1, "final": bool, "rule": "...",
-     "tracks": {"<id>": {"species", "counted", "reason", "online_ids",
+     "tracks": {"<id>": {"species", "rank", "counted", "reason", "online_ids",
                          "views": [{"file": "<id>/f0000123.jpg", "frame", "time_s", "species",
                                     "score", "origin", "agrees", "area_px", "confidence", "box",
                                     "crop_px", "online_id"}]}}}
@@ -21,7 +21,7 @@ tracks or trimmed-away frames are deleted. JPEG encoding runs on a thread beside
 ``maxn/<safe species name>.jpg`` is, for each species of the final counts, the frame of its
 MaxN with the boxes of its counted tracks there, labelled with their ids; ``maxn/index.json``::
 
-    {"version": 1, "species": [{"species", "max_n", "frame", "time_s", "track_ids", "file",
+    {"version": 1, "species": [{"species", "rank", "max_n", "frame", "time_s", "track_ids", "file",
                                 "exact", "boxes_on_frame"}]}
 
 While the run goes, each species (by the open tracks' vote of the moment) keeps the JPEG of the
@@ -130,6 +130,7 @@ class _Track:
     reason: str
     online_ids: tuple[int, ...]
     views: list[_View] = field(default_factory=list)
+    rank: str = ""
 
 
 @dataclass
@@ -234,7 +235,9 @@ class Evidence:
             view.call = calls.get(view.frame) or self._calls.pop((tid, view.frame), None)
         for key in [k for k in self._calls if k[0] == tid]:
             del self._calls[key]
-        entry = _Track(track.species, track.counted, track.reason, (tid,), self._ranked(views, track.species))
+        entry = _Track(
+            track.species, track.counted, track.reason, (tid,), self._ranked(views, track.species), track.rank
+        )
         folder = self.out_dir / VIEWS_DIR / str(tid)
         if folder.is_dir():  # an id used again (a tracker reset): the newer track's views
             shutil.rmtree(folder)
@@ -267,7 +270,12 @@ class Evidence:
                     for t in tracks:
                         entry = self._closed.get(t.track_id)
                         if entry is not None:
-                            entry.species, entry.counted, entry.reason = t.species, t.counted, t.reason
+                            entry.species, entry.counted, entry.reason, entry.rank = (
+                                t.species,
+                                t.counted,
+                                t.reason,
+                                t.rank,
+                            )
                 self.flush(final=True)
             if self.maxn_on:
                 self._write_maxn(tracks, counts)
@@ -305,7 +313,7 @@ class Evidence:
                 os.replace(root / view.file, target)
                 view.file = name
                 kept.append(view)
-            regrouped[t.track_id] = _Track(t.species, t.counted, t.reason, tuple(t.online_ids), kept)
+            regrouped[t.track_id] = _Track(t.species, t.counted, t.reason, tuple(t.online_ids), kept, t.rank)
         if root.exists():
             shutil.rmtree(root)  # what is left: views of dropped tracks and trimmed frames
         os.replace(staging, root)
@@ -319,6 +327,7 @@ class Evidence:
             str(tid): {
                 "species": entry.species,
                 "counted": entry.counted,
+                "rank": entry.rank,
                 "reason": entry.reason,
                 "online_ids": list(entry.online_ids),
                 "views": [view.entry(entry.species) for view in entry.views],
@@ -374,6 +383,7 @@ class Evidence:
         self._write_bytes(folder / name, encode_jpeg(self._annotated(image, boxes, ids, count.species)))
         return {
             "species": count.species,
+            "rank": count.rank,
             "max_n": count.max_n,
             "frame": frame,
             "time_s": round(time_s, 3),

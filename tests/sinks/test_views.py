@@ -66,7 +66,11 @@ def test_each_track_keeps_the_crops_it_was_classified_on_best_first(sample_run, 
     for tid, entry in index["tracks"].items():
         tid = int(tid)
         row = tracks[tid]
-        assert (entry["species"], entry["counted"]) == (row["species"], row["counted"] == "1")
+        assert (entry["species"], entry["rank"], entry["counted"]) == (
+            row["species"],
+            row["rank"],
+            row["counted"] == "1",
+        )
         views = entry["views"]
         assert 1 <= len(views) <= policy.max_crops_per_track
         listed = {v["file"] for v in views}
@@ -107,7 +111,11 @@ def test_each_species_maxn_frame_is_saved_with_its_counted_boxes(sample_run, fra
     for entry in index["species"]:
         count = counts[entry["species"]]
         assert entry["exact"] is True
-        assert (entry["frame"], entry["max_n"]) == (int(count["max_n_frame"]), int(count["max_n"]))
+        assert (entry["frame"], entry["max_n"], entry["rank"]) == (
+            int(count["max_n_frame"]),
+            int(count["max_n"]),
+            count["rank"],
+        )
         assert entry["time_s"] == pytest.approx(float(count["max_n_time_s"]), abs=1e-3)
         assert len(entry["track_ids"]) == entry["boxes_on_frame"] == entry["max_n"]
         boxes = {}
