@@ -354,7 +354,8 @@ def _finish(run: _Run, state: TrainingState, balance_report: dict[str, Any]) -> 
     report = _held_out_report(run, state, val_probs, fallback, features, calibrated)
     manifest = export_expert(
         run.model, run.spec, run.out_dir / "expert", _metrics_summary(report),
-        _training_summary(run, state, balance_report), fallback_threshold=fallback["threshold"],
+        {**_training_summary(run, state, balance_report), "selection": report["selection"]},
+        fallback_threshold=fallback["threshold"],
         open_set=calibrated,
     )  # fmt: skip
     assert state.baseline is not None  # measured before the first epoch
@@ -448,7 +449,8 @@ def _held_out_report(
 
 def _metrics_summary(report: dict[str, Any]) -> dict[str, Any]:
     """The manifest's ``metrics``."""
-    summary = {k: report[k] for k in ("images", "accuracy", "macro_precision", "macro_recall", "macro_f1")}
+    summary = {k: report[k] for k in ("images", "accuracy", "accuracy_ci95", "macro_precision", "macro_recall",
+                                      "macro_f1")}  # fmt: skip
     summary["split"] = report["split"]
     summary["per_class_f1"] = {row["label"]: round(row["f1"], 4) for row in report["per_class"]}
     return summary

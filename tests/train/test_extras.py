@@ -48,7 +48,8 @@ def test_train_and_eval_without_the_extra_say_what_to_install(tmp_path, hidden, 
 
 
 def test_training_without_background_removal_needs_no_rembg(tmp_path):
-    argv = ["train", str(tmp_path / "missing"), "--out", str(tmp_path / "out"), "--set", "balance.rembg.probability=0"]
+    argv = ["train", str(tmp_path / "missing"), "--out", str(tmp_path / "out"), "--set", "balance.rembg.probability=0",
+            "--set", "model.pretrained=none"]  # fmt: skip
     result = run_without(["rembg", "onnxruntime"], argv)
     assert result.returncode == 5 and INSTALL not in result.stderr  # past the check, stopped by the data
 
