@@ -139,7 +139,13 @@ def test_reconnects_through_server_restarts_and_closes_tracks_at_each_outage(rts
     code, summary = run(source, config, tmp_path, Components(detector, None))
     chaos.join()
     assert code == 0
-    assert summary.figures.live["reconnects"] == 3 and summary.figures.live["segments"] == 4
+    live = summary.figures.live
+    # Each of the three restarts was an outage that ended in a reconnect, and each connection the
+    # test broke had delivered frames: at least four segments were processed. A machine loaded
+    # with other work may drop the stream once more on its own (a read timing out): one more
+    # outage, reconnect and segment, never one less (at most one outage still open at the end).
+    assert live["reconnects"] >= 3 and live["outages"] - live["reconnects"] in (0, 1)
+    assert 4 <= live["segments"] <= live["reconnects"] + 1
     with (tmp_path / "tracks.csv").open() as handle:
         tracks = list(csv.DictReader(handle))
     assert len(tracks) >= 4 * 3  # every streamed segment produced its own, closed tracks
