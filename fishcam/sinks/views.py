@@ -367,7 +367,8 @@ class Evidence:
             image = images.get(frame)
             boxes, ids = _boxes_on(tracks, c.species, frame)
             if image is None or not ids:
-                log.warning("no MaxN evidence frame for %s (its frame %d could not be read back)", c.species, frame)
+                why = "no picture of it was kept or read back" if image is None else "no counted box of it there"
+                log.warning("no MaxN evidence frame for %s (frame %d: %s)", c.species, frame, why)
                 continue
             exact = frame == c.max_n_frame and len(ids) == c.max_n
             entries.append(self._save_maxn(folder, c, image, boxes, ids, frame, time_s, exact=exact))
