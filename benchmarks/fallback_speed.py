@@ -168,10 +168,9 @@ def main() -> None:
     if not args.no_model:
         rows += model_part(args.repeats)
     rows += open_ended_part(args.taxa, args.repeats)
-    width = max(len(k) for k, _ in rows)
-    print(f"| {'what'.ljust(width)} | figure |\n|{'-' * (width + 2)}|---|")
-    for key, value in rows:
-        print(f"| {key.ljust(width)} | {value} |")
+    from tables import two_column
+
+    print(two_column(rows))
 
 
 if __name__ == "__main__":

@@ -124,10 +124,9 @@ def main() -> None:
         ),
         ("exit code", str(code)),
     ]
-    width = max(len(k) for k, _ in table)
-    print(f"| {'measure'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
-    for key, value in table:
-        print(f"| {key.ljust(width)} | {value} |")
+    from tables import two_column
+
+    print(two_column(table, ("measure", "value")))
 
 
 if __name__ == "__main__":
