@@ -143,6 +143,10 @@ _components: Components | None = None  # models, built once per worker process
 _load_error: Exception | None = None  # why this worker's models could not be built
 _components_key: str | None = None  # the config they were built for
 _stop: Any = None  # a pool worker's event (a multiprocessing Event): the batch was interrupted, start no more videos
+# The same, seen by this process: the main thread reads this one, never ``_stop``. Ctrl-C raises
+# in the main thread at any bytecode; raised inside the shared Event's lock (a semaphore shared
+# between processes) it would leave that lock taken, and every process waiting on it hangs.
+_stopped = threading.Event()
 _interrupted = False  # this pool worker's video has had its Ctrl-C
 
 
@@ -178,6 +182,7 @@ def _pool_worker_init(config_data: dict[str, Any], stop: Any) -> None:
 
 def _interrupt_when_stopped() -> None:
     _stop.wait()
+    _stopped.set()
     # A real SIGINT, not _thread.interrupt_main(): that only flags the main thread, which may be
     # blocked in a wait (a frame queue, a lock) and never see it; a signal interrupts the wait.
     # Ignored while SIGINT is ignored: between videos.
@@ -203,7 +208,7 @@ def process(job: Job, config_data: dict[str, Any], out_dir: str) -> dict[str, An
     _interrupted = False
     signal.signal(signal.SIGINT, _on_interrupt)  # before the check: a stop from now on interrupts
     try:
-        if _stop.is_set():
+        if _stopped.is_set():
             raise KeyboardInterrupt  # handed to this worker before the batch was interrupted
         return _process(job, config_data, out_dir)
     finally:
